@@ -1,0 +1,644 @@
+/**
+ * @module
+ * Pure validation of the TOML config: parsed object in, typed {@link Config}
+ * with defaults out, plus warnings for keys we do not know.
+ *
+ * The top level is iroh-relay's own `iroh-relay.toml` (spec §6, `main.rs` at
+ * v0.35.0 and v1.0.3), so an existing file works unchanged. Our services get
+ * their own tables: `[imap]` (METADATA discovery) and `[log]`.
+ *
+ * Every problem is a {@link ConfigError} naming the key path, so `main.ts`
+ * can print one line and exit 2. No I/O here: environment overrides come in
+ * as a plain record.
+ */
+
+import type { AccessConfig } from "../relay/access.ts";
+import { parseKeyText } from "../relay/public_key.ts";
+
+/** A `host:port` listen address. */
+export interface BindAddr {
+  /** IP literal or host name, without brackets. */
+  hostname: string;
+  /** TCP/UDP port; 0 picks a free one. */
+  port: number;
+}
+
+/** `[tls]`: PEM files served by the relay (and by IMAP unless it has its own). */
+export interface TlsConfig {
+  /** `Manual` (read once; SIGHUP reloads) or `Reloading` (also re-read every 24 h). */
+  certMode: "Manual" | "Reloading";
+  /** HTTPS listener of the relay. */
+  httpsBindAddr: BindAddr;
+  /** QUIC address discovery listener (parsed; QAD is not served). */
+  quicBindAddr: BindAddr;
+  /** Public host names (first one is used to build URLs). */
+  hostnames: string[];
+  /** Certificate chain PEM path. */
+  certPath: string;
+  /** Private key PEM path. */
+  keyPath: string;
+  /** Serve plain HTTP even though `[tls]` exists (upstream `--dev` sets this). */
+  dangerousHttpOnly: boolean;
+}
+
+/** `[imap.upstream]`: the real IMAP server behind the proxy. */
+export interface ImapUpstream {
+  /** Host name or IP. */
+  host: string;
+  /** Port (default 993 with TLS, 143 without). */
+  port: number;
+  /** Connect with implicit TLS. */
+  tls: boolean;
+  /** Check the upstream certificate (on by default). */
+  verifyCertificate: boolean;
+  /** Extra CA certificate PEM file to trust (e.g. a self-signed upstream). */
+  caFile?: string;
+  /** TLS server name if not `host`. */
+  serverName?: string;
+}
+
+/** `[imap.limits]`. */
+export interface ImapLimits {
+  /** Concurrent sessions; more are greeted with `* BYE` and closed. */
+  maxSessions: number;
+  /** Longest command line, bytes. */
+  maxLineBytes: number;
+  /** Largest literal a client may announce in standalone mode, bytes. */
+  maxLiteralBytes: number;
+  /** Largest literal relayed in proxy mode (APPEND), bytes. */
+  maxProxyLiteralBytes: number;
+  /** Close a session idle this long (RFC 3501: at least 30 min), ms. */
+  idleTimeoutMs: number;
+  /** Close a session not logged in after this long, ms. */
+  loginTimeoutMs: number;
+  /** Delay before answering a failed login, ms. */
+  failedLoginDelayMs: number;
+}
+
+/** `[imap]`: the METADATA discovery listener. */
+export interface ImapConfig {
+  /** Plain IMAP listener, if any. */
+  bindAddr?: BindAddr;
+  /** Implicit-TLS IMAP listener, if any. */
+  tlsBindAddr?: BindAddr;
+  /** Certificate for `tls_bind_addr` (default: `[tls]` files). */
+  certPath?: string;
+  /** Key for `tls_bind_addr` (default: `[tls]` files). */
+  keyPath?: string;
+  /** `standalone` answers everything itself; `proxy` fronts `[imap.upstream]`. */
+  mode: "standalone" | "proxy";
+  /** URL advertised as `/shared/vendor/deltachat/irohrelay`. */
+  irohRelayUrl: string;
+  /** True if {@link irohRelayUrl} was derived rather than configured. */
+  irohRelayUrlDerived: boolean;
+  /** Server entries by lowercase name (`/shared/comment`, `/shared/admin`, …). */
+  entries: Map<string, string>;
+  /** Who may log in. */
+  login: "any" | "users" | "upstream";
+  /** `[imap.users]`: user name → password hash. */
+  users: Map<string, string>;
+  /** `[imap.upstream]`, required in proxy mode. */
+  upstream?: ImapUpstream;
+  /** `[imap.limits]`. */
+  limits: ImapLimits;
+}
+
+/** `[log]`. */
+export interface LogConfig {
+  /** Lowest level written. */
+  level: "debug" | "info" | "warn" | "error";
+  /** `text` lines or one JSON object per line. */
+  format: "text" | "json";
+}
+
+/** The validated configuration. */
+export interface Config {
+  /** Run the relay (upstream 1.x honours `false`). */
+  enableRelay: boolean;
+  /** Plain HTTP listener: the relay, or only the captive portal when TLS is on. */
+  httpBindAddr: BindAddr;
+  /** STUN (0.35 only; parsed, not served). */
+  enableStun: boolean;
+  /** QUIC address discovery (parsed, not served). */
+  enableQuicAddrDiscovery: boolean;
+  /** Serve Prometheus metrics. */
+  enableMetrics: boolean;
+  /** Metrics listener. */
+  metricsBindAddr: BindAddr;
+  /** Key validity cache size. */
+  keyCacheCapacity: number;
+  /** Access policy. */
+  access: AccessConfig;
+  /** `[limits]`. */
+  limits: {
+    /** New connections per second per listener (token bucket). */
+    acceptConnLimit?: number;
+    /** Burst of new connections. */
+    acceptConnBurst?: number;
+    /** `[limits.client.rx]`. */
+    clientRx?: { bytesPerSecond: number; maxBurstBytes?: number };
+  };
+  /** `[tls]`, if present. */
+  tls?: TlsConfig;
+  /** `[imap]`, if present. */
+  imap?: ImapConfig;
+  /** `[log]`. */
+  log: LogConfig;
+}
+
+/** A config problem: `key` is the dotted path, `message` what is wrong. */
+export class ConfigError extends Error {
+  /** Dotted key path, e.g. `limits.client.rx.bytes_per_second`. */
+  readonly key: string;
+  /** @param key dotted path; @param message problem */
+  constructor(key: string, message: string) {
+    super(`${key}: ${message}`);
+    this.name = "ConfigError";
+    this.key = key;
+  }
+}
+
+/** Inputs besides the parsed file. */
+export interface SchemaEnv {
+  /** Environment variables (IROH_RELAY_HTTP_BEARER_TOKEN, IROH_RELAY_ACCESS_TOKEN). */
+  env?: Record<string, string | undefined>;
+  /** `--dev`: relay on `[::]:3340`, plain HTTP, metrics off. */
+  dev?: boolean;
+  /** This machine's host name, for the derived relay URL. */
+  hostname?: string;
+}
+
+type Table = Record<string, unknown>;
+
+function isTable(v: unknown): v is Table {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+/** Reads typed values from one table, remembering which keys were used. */
+class Reader {
+  readonly #t: Table;
+  readonly #path: string;
+  readonly #seen = new Set<string>();
+
+  constructor(t: Table, path: string) {
+    this.#t = t;
+    this.#path = path;
+  }
+
+  key(k: string): string {
+    return this.#path ? `${this.#path}.${k}` : k;
+  }
+
+  has(k: string): boolean {
+    return this.#t[k] !== undefined;
+  }
+
+  raw(k: string): unknown {
+    this.#seen.add(k);
+    return this.#t[k];
+  }
+
+  bool(k: string, def: boolean): boolean {
+    const v = this.raw(k);
+    if (v === undefined) return def;
+    if (typeof v !== "boolean") throw new ConfigError(this.key(k), `expected true or false, got ${show(v)}`);
+    return v;
+  }
+
+  str(k: string): string | undefined {
+    const v = this.raw(k);
+    if (v === undefined) return undefined;
+    if (typeof v !== "string") throw new ConfigError(this.key(k), `expected a string, got ${show(v)}`);
+    return v;
+  }
+
+  int(k: string, opts: { min?: number; max?: number } = {}): number | undefined {
+    const v = this.raw(k);
+    if (v === undefined) return undefined;
+    const n = typeof v === "bigint" ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isInteger(n)) {
+      throw new ConfigError(this.key(k), `expected an integer, got ${show(v)}`);
+    }
+    if (opts.min !== undefined && n < opts.min) throw new ConfigError(this.key(k), `must be at least ${opts.min}`);
+    if (opts.max !== undefined && n > opts.max) throw new ConfigError(this.key(k), `must be at most ${opts.max}`);
+    return n;
+  }
+
+  num(k: string, opts: { min?: number } = {}): number | undefined {
+    const v = this.raw(k);
+    if (v === undefined) return undefined;
+    const n = typeof v === "bigint" ? Number(v) : v;
+    if (typeof n !== "number" || !Number.isFinite(n)) throw new ConfigError(this.key(k), `expected a number, got ${show(v)}`);
+    if (opts.min !== undefined && n < opts.min) throw new ConfigError(this.key(k), `must be at least ${opts.min}`);
+    return n;
+  }
+
+  oneOf<T extends string>(k: string, options: readonly T[], def: T): T {
+    const v = this.str(k);
+    if (v === undefined) return def;
+    if (!options.includes(v as T)) {
+      throw new ConfigError(this.key(k), `expected one of ${options.map((o) => `"${o}"`).join(", ")}, got "${v}"`);
+    }
+    return v as T;
+  }
+
+  addr(k: string): BindAddr | undefined {
+    const v = this.str(k);
+    return v === undefined ? undefined : parseBindAddr(v, this.key(k));
+  }
+
+  table(k: string): Reader | undefined {
+    const v = this.raw(k);
+    if (v === undefined) return undefined;
+    if (!isTable(v)) throw new ConfigError(this.key(k), `expected a table, got ${show(v)}`);
+    return new Reader(v, this.key(k));
+  }
+
+  strings(k: string): string[] | undefined {
+    const v = this.raw(k);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+      throw new ConfigError(this.key(k), `expected a list of strings, got ${show(v)}`);
+    }
+    return v as string[];
+  }
+
+  /** Keys present but never read. */
+  unknown(): string[] {
+    return Object.keys(this.#t).filter((k) => !this.#seen.has(k)).map((k) => this.key(k));
+  }
+
+  get table_(): Table {
+    return this.#t;
+  }
+}
+
+function show(v: unknown): string {
+  if (typeof v === "string") return `"${v}"`;
+  if (Array.isArray(v)) return "a list";
+  if (isTable(v)) return "a table";
+  return String(v);
+}
+
+/**
+ * Parses `host:port`, `[v6]:port` or `v6-without-brackets:port`.
+ * @throws {ConfigError} naming `key`
+ */
+export function parseBindAddr(text: string, key: string): BindAddr {
+  const m = /^\[([0-9a-fA-F:.]+(?:%\w+)?)\]:(\d{1,5})$/.exec(text) ?? /^([^:\[\]]+):(\d{1,5})$/.exec(text);
+  if (!m) throw new ConfigError(key, `expected "host:port" or "[ipv6]:port", got "${text}"`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new ConfigError(key, `port ${port} is out of range`);
+  return { hostname: m[1]!, port };
+}
+
+/** Formats a bind address back to text. */
+export function formatBindAddr(a: BindAddr): string {
+  return a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
+}
+
+/** Password hash format accepted in `[imap.users]` (see `main.ts hash-password`). */
+export const PASSWORD_HASH = /^pbkdf2-sha256\$(\d+)\$([A-Za-z0-9+/=_-]+)\$([A-Za-z0-9+/=_-]+)$/;
+
+/** Keys of the server METADATA namespace we accept in `[imap.metadata]`. */
+const ENTRY_NAME = /^\/shared(\/[\x21-\x7e]+)+$/;
+
+/**
+ * Validates a parsed TOML document.
+ *
+ * @returns the config and warnings (one per unknown or ignored key)
+ * @throws {ConfigError} the first problem found
+ */
+export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Config; warnings: string[] } {
+  const env = envIn.env ?? {};
+  const warnings: string[] = [];
+  const r = new Reader(doc, "");
+  const readers: Reader[] = [r];
+
+  const enableRelay = r.bool("enable_relay", true);
+  const httpBindAddr = r.addr("http_bind_addr") ?? { hostname: "::", port: envIn.dev ? 3340 : 80 };
+  const enableStun = r.bool("enable_stun", true);
+  if (r.has("stun_bind_addr")) r.addr("stun_bind_addr");
+  const enableQuicAddrDiscovery = r.bool("enable_quic_addr_discovery", false);
+  let enableMetrics = r.bool("enable_metrics", true);
+  const metricsBindAddr = r.addr("metrics_bind_addr") ?? { hostname: httpBindAddr.hostname, port: 9090 };
+  const keyCacheCapacity = r.int("key_cache_capacity", { min: 0 }) ?? 1024 * 1024;
+
+  const access = readAccess(r, env);
+
+  const limits: Config["limits"] = {};
+  const lim = r.table("limits");
+  if (lim) {
+    readers.push(lim);
+    const acl = lim.num("accept_conn_limit", { min: 0 });
+    const acb = lim.int("accept_conn_burst", { min: 1 });
+    if (acl !== undefined) limits.acceptConnLimit = acl;
+    if (acb !== undefined) limits.acceptConnBurst = acb;
+    if (acb !== undefined && acl === undefined) {
+      throw new ConfigError("limits.accept_conn_burst", "needs limits.accept_conn_limit");
+    }
+    const client = lim.table("client");
+    if (client) {
+      readers.push(client);
+      const rx = client.table("rx");
+      if (rx) {
+        readers.push(rx);
+        const bps = rx.int("bytes_per_second", { min: 1, max: 0xffffffff });
+        const burst = rx.int("max_burst_bytes", { min: 1, max: 0xffffffff });
+        if (burst !== undefined && bps === undefined) {
+          throw new ConfigError("limits.client.rx.max_burst_bytes", "needs limits.client.rx.bytes_per_second");
+        }
+        if (bps !== undefined) limits.clientRx = burst === undefined ? { bytesPerSecond: bps } : { bytesPerSecond: bps, maxBurstBytes: burst };
+      }
+    }
+  }
+
+  let tls: TlsConfig | undefined;
+  const t = r.table("tls");
+  if (t) {
+    readers.push(t);
+    const mode = t.str("cert_mode");
+    if (mode === undefined) throw new ConfigError("tls.cert_mode", "is required in [tls]");
+    if (mode === "LetsEncrypt") {
+      throw new ConfigError(
+        "tls.cert_mode",
+        `"LetsEncrypt" is not supported: obtain the certificate with certbot (or your ACME client) and use "Manual" with manual_cert_path and manual_key_path`,
+      );
+    }
+    if (mode !== "Manual" && mode !== "Reloading") {
+      throw new ConfigError("tls.cert_mode", `expected "Manual" or "Reloading", got "${mode}"`);
+    }
+    const httpsBindAddr = t.addr("https_bind_addr") ?? { hostname: httpBindAddr.hostname, port: 443 };
+    const quicBindAddr = t.addr("quic_bind_addr") ?? { hostname: httpsBindAddr.hostname, port: 7842 };
+    let hostnames: string[] = [];
+    const hv = t.raw("hostname");
+    if (typeof hv === "string") hostnames = [hv];
+    else if (Array.isArray(hv) && hv.every((h) => typeof h === "string")) hostnames = hv as string[];
+    else if (hv !== undefined) throw new ConfigError("tls.hostname", `expected a string or a list of strings`);
+    t.str("contact");
+    t.bool("prod_tls", true);
+    const certDir = t.str("cert_dir") ?? ".";
+    const certPath = t.str("manual_cert_path") ?? `${certDir}/default.crt`;
+    const keyPath = t.str("manual_key_path") ?? `${certDir}/default.key`;
+    const dangerousHttpOnly = t.bool("dangerous_http_only", false) || envIn.dev === true;
+    tls = { certMode: mode, httpsBindAddr, quicBindAddr, hostnames, certPath, keyPath, dangerousHttpOnly };
+  }
+  if (enableQuicAddrDiscovery) {
+    if (!tls) throw new ConfigError("enable_quic_addr_discovery", "requires a [tls] section");
+    warnings.push("enable_quic_addr_discovery: QUIC address discovery is not served by this relay; clients fall back to /ping probes");
+  }
+  if (enableStun && r.has("enable_stun")) {
+    warnings.push("enable_stun: STUN is not served by this relay; set enable_stun = false to silence this");
+  }
+  if (envIn.dev) enableMetrics = false;
+
+  const log = readLog(r, readers);
+  const imap = readImap(r, readers, { tls, httpBindAddr, hostname: envIn.hostname ?? "localhost" });
+
+  for (const rd of readers) for (const k of rd.unknown()) warnings.push(`${k}: unknown key, ignored`);
+  return {
+    config: {
+      enableRelay,
+      httpBindAddr,
+      enableStun,
+      enableQuicAddrDiscovery,
+      enableMetrics,
+      metricsBindAddr,
+      keyCacheCapacity,
+      access,
+      limits,
+      ...(tls ? { tls } : {}),
+      ...(imap ? { imap } : {}),
+      log,
+    },
+    warnings,
+  };
+}
+
+function readAccess(r: Reader, env: Record<string, string | undefined>): AccessConfig {
+  const v = r.raw("access");
+  let access: AccessConfig;
+  if (v === undefined || v === "everyone") {
+    access = { mode: "everyone" };
+  } else if (typeof v === "string") {
+    throw new ConfigError("access", `expected "everyone" or a table (allowlist, denylist, http, shared_token), got "${v}"`);
+  } else if (isTable(v)) {
+    const variants = Object.keys(v);
+    if (variants.length !== 1) {
+      throw new ConfigError("access", `expected exactly one of allowlist, denylist, http, shared_token; got ${variants.join(", ") || "none"}`);
+    }
+    const kind = variants[0]!;
+    const a = new Reader(v, "access");
+    switch (kind) {
+      case "allowlist":
+      case "denylist": {
+        const ids = a.strings(kind)!;
+        const keys = ids.map((id, i) => {
+          try {
+            return parseKeyText(id);
+          } catch (e) {
+            throw new ConfigError(`access.${kind}[${i}]`, (e as Error).message);
+          }
+        });
+        access = { mode: kind, keys };
+        break;
+      }
+      case "http": {
+        const h = a.table("http")!;
+        const url = h.str("url");
+        if (url === undefined) throw new ConfigError("access.http.url", "is required");
+        try {
+          new URL(url);
+        } catch {
+          throw new ConfigError("access.http.url", `"${url}" is not a URL`);
+        }
+        const bearerToken = env["IROH_RELAY_HTTP_BEARER_TOKEN"] ?? h.str("bearer_token");
+        for (const k of h.unknown()) throw new ConfigError(k, "unknown key");
+        access = bearerToken ? { mode: "http", url, bearerToken } : { mode: "http", url };
+        break;
+      }
+      case "shared_token": {
+        const tokens = a.strings("shared_token")!;
+        if (tokens.length === 0) throw new ConfigError("access.shared_token", "must list at least one token");
+        tokens.forEach((tok, i) => {
+          if (tok === "") throw new ConfigError(`access.shared_token[${i}]`, "must not be empty");
+        });
+        access = { mode: "shared_token", tokens };
+        break;
+      }
+      default:
+        throw new ConfigError(`access.${kind}`, "unknown access mode: expected allowlist, denylist, http or shared_token");
+    }
+  } else {
+    throw new ConfigError("access", `expected "everyone" or a table, got ${show(v)}`);
+  }
+  const envToken = env["IROH_RELAY_ACCESS_TOKEN"];
+  if (envToken !== undefined) {
+    if (envToken === "") throw new ConfigError("IROH_RELAY_ACCESS_TOKEN", "must not be empty");
+    access = { mode: "shared_token", tokens: [envToken] };
+  }
+  return access;
+}
+
+function readLog(r: Reader, readers: Reader[]): LogConfig {
+  const l = r.table("log");
+  if (!l) return { level: "info", format: "text" };
+  readers.push(l);
+  return {
+    level: l.oneOf("level", ["debug", "info", "warn", "error"] as const, "info"),
+    format: l.oneOf("format", ["text", "json"] as const, "text"),
+  };
+}
+
+/** Builds the default relay URL from the relay's own listener and public name. */
+export function deriveRelayUrl(tls: TlsConfig | undefined, httpBindAddr: BindAddr, hostname: string): string {
+  const useTls = tls !== undefined && !tls.dangerousHttpOnly;
+  const addr = useTls ? tls!.httpsBindAddr : httpBindAddr;
+  const wildcard = addr.hostname === "::" || addr.hostname === "0.0.0.0";
+  let host = tls?.hostnames[0] ?? (wildcard ? hostname : addr.hostname);
+  if (host.includes(":")) host = `[${host}]`;
+  const scheme = useTls ? "https" : "http";
+  const defaultPort = useTls ? 443 : 80;
+  return `${scheme}://${host}${addr.port === defaultPort ? "" : `:${addr.port}`}/`;
+}
+
+function readImap(
+  r: Reader,
+  readers: Reader[],
+  ctx: { tls: TlsConfig | undefined; httpBindAddr: BindAddr; hostname: string },
+): ImapConfig | undefined {
+  const i = r.table("imap");
+  if (!i) return undefined;
+  readers.push(i);
+  const mode = i.oneOf("mode", ["standalone", "proxy"] as const, "standalone");
+  let bindAddr = i.addr("bind_addr");
+  const tlsBindAddr = i.addr("tls_bind_addr");
+  const certPath = i.str("cert_path") ?? ctx.tls?.certPath;
+  const keyPath = i.str("key_path") ?? ctx.tls?.keyPath;
+  if (tlsBindAddr && (!certPath || !keyPath)) {
+    throw new ConfigError("imap.tls_bind_addr", "needs imap.cert_path and imap.key_path, or a [tls] section");
+  }
+  if (!bindAddr && !tlsBindAddr) bindAddr = { hostname: "::", port: 143 };
+
+  const configuredUrl = i.str("iroh_relay_url");
+  let irohRelayUrl: string;
+  if (configuredUrl !== undefined) {
+    let u: URL;
+    try {
+      u = new URL(configuredUrl);
+    } catch {
+      throw new ConfigError("imap.iroh_relay_url", `"${configuredUrl}" is not a URL`);
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") {
+      throw new ConfigError("imap.iroh_relay_url", `must start with http:// or https://, got "${configuredUrl}"`);
+    }
+    irohRelayUrl = configuredUrl;
+  } else {
+    irohRelayUrl = deriveRelayUrl(ctx.tls, ctx.httpBindAddr, ctx.hostname);
+  }
+  if (/[\x00-\x1f\x7f"\\]/.test(irohRelayUrl)) {
+    throw new ConfigError("imap.iroh_relay_url", "must not contain control characters, quotes or backslashes");
+  }
+
+  const entries = new Map<string, string>();
+  entries.set("/shared/vendor/deltachat/irohrelay", irohRelayUrl);
+  const comment = i.str("comment");
+  if (comment !== undefined) entries.set("/shared/comment", comment);
+  const admin = i.str("admin");
+  if (admin !== undefined) entries.set("/shared/admin", admin);
+  const md = i.table("metadata");
+  if (md) {
+    for (const [name, value] of Object.entries(md.table_)) {
+      md.raw(name);
+      const key = `imap.metadata."${name}"`;
+      if (!ENTRY_NAME.test(name) || name.includes("//") || /[*%]/.test(name)) {
+        throw new ConfigError(key, "entry names must look like /shared/vendor/<vendor>/<name> (ASCII, no * or %)");
+      }
+      if (typeof value !== "string") throw new ConfigError(key, `expected a string value, got ${show(value)}`);
+      const lower = name.toLowerCase();
+      if (lower === "/shared/vendor/deltachat/irohrelay") {
+        throw new ConfigError(key, "set the relay URL with imap.iroh_relay_url");
+      }
+      entries.set(lower, value);
+    }
+  }
+
+  const users = new Map<string, string>();
+  const u = i.table("users");
+  if (u) {
+    for (const [name, hash] of Object.entries(u.table_)) {
+      u.raw(name);
+      if (typeof hash !== "string" || !PASSWORD_HASH.test(hash)) {
+        throw new ConfigError(
+          `imap.users."${name}"`,
+          `expected a password hash "pbkdf2-sha256$<iterations>$<salt>$<hash>" (make one with: main.ts hash-password)`,
+        );
+      }
+      users.set(name, hash);
+    }
+  }
+  const defaultLogin = mode === "proxy" ? "upstream" : users.size > 0 ? "users" : "any";
+  const login = i.oneOf("login", ["any", "users", "upstream"] as const, defaultLogin);
+  if (login === "users" && users.size === 0) throw new ConfigError("imap.login", `"users" needs at least one entry in [imap.users]`);
+  if (login === "upstream" && mode !== "proxy") throw new ConfigError("imap.login", `"upstream" only works with mode = "proxy"`);
+
+  let upstream: ImapUpstream | undefined;
+  const up = i.table("upstream");
+  if (up) {
+    readers.push(up);
+    const host = up.str("host");
+    if (!host) throw new ConfigError("imap.upstream.host", "is required");
+    const useTls = up.bool("tls", true);
+    const port = up.int("port", { min: 1, max: 65535 }) ?? (useTls ? 993 : 143);
+    const caFile = up.str("ca_file");
+    const serverName = up.str("server_name");
+    upstream = {
+      host,
+      port,
+      tls: useTls,
+      verifyCertificate: up.bool("verify_certificate", true),
+      ...(caFile !== undefined ? { caFile } : {}),
+      ...(serverName !== undefined ? { serverName } : {}),
+    };
+  }
+  if (mode === "proxy" && !upstream) throw new ConfigError("imap.upstream", `is required when imap.mode = "proxy"`);
+
+  const limits: ImapLimits = {
+    maxSessions: 1000,
+    maxLineBytes: 64 * 1024,
+    maxLiteralBytes: 64 * 1024,
+    maxProxyLiteralBytes: 64 * 1024 * 1024,
+    idleTimeoutMs: 30 * 60_000,
+    loginTimeoutMs: 60_000,
+    failedLoginDelayMs: 2_000,
+  };
+  const l = i.table("limits");
+  if (l) {
+    readers.push(l);
+    limits.maxSessions = l.int("max_sessions", { min: 1 }) ?? limits.maxSessions;
+    limits.maxLineBytes = l.int("max_line_bytes", { min: 1024 }) ?? limits.maxLineBytes;
+    limits.maxLiteralBytes = l.int("max_literal_bytes", { min: 1024 }) ?? limits.maxLiteralBytes;
+    limits.maxProxyLiteralBytes = l.int("max_proxy_literal_bytes", { min: 1024 }) ?? limits.maxProxyLiteralBytes;
+    const idle = l.num("idle_timeout_secs", { min: 0.05 });
+    if (idle !== undefined) limits.idleTimeoutMs = idle * 1000;
+    const login = l.num("login_timeout_secs", { min: 0.05 });
+    if (login !== undefined) limits.loginTimeoutMs = login * 1000;
+    const delay = l.num("failed_login_delay_secs", { min: 0 });
+    if (delay !== undefined) limits.failedLoginDelayMs = delay * 1000;
+  }
+
+  return {
+    ...(bindAddr ? { bindAddr } : {}),
+    ...(tlsBindAddr ? { tlsBindAddr } : {}),
+    ...(certPath ? { certPath } : {}),
+    ...(keyPath ? { keyPath } : {}),
+    mode,
+    irohRelayUrl,
+    irohRelayUrlDerived: configuredUrl === undefined,
+    entries,
+    login,
+    users,
+    ...(upstream ? { upstream } : {}),
+    limits,
+  };
+}

@@ -1,0 +1,269 @@
+/**
+ * @module
+ * Command line entry: parse flags, load the config, start every service it
+ * enables (relay, IMAP METADATA listener), stop cleanly on SIGINT/SIGTERM.
+ *
+ * - `main.ts --config FILE` (or `--config-path FILE`, iroh-relay's own flag,
+ *   so an existing unit file works unchanged)
+ * - `main.ts --dev`: built-in defaults, relay on `[::]:3340`, plain HTTP,
+ *   metrics off, no file needed
+ * - `main.ts check-config --config FILE`: validate and exit
+ * - `main.ts hash-password`: read a password on stdin, print an
+ *   `[imap.users]` hash
+ *
+ * Bad flags or config end with one `error: …` line and exit code 2.
+ */
+
+import { type Config, ConfigError, configFromText, loadConfig } from "./config/mod.ts";
+import { createLogger, type Logger } from "./log/mod.ts";
+import { type RelayService, startRelay } from "./relay/mod.ts";
+import { hashPassword } from "./imap_metadata/password.ts";
+import { type ImapService, startImap } from "./imap_metadata/mod.ts";
+import denoJson from "./deno.json" with { type: "json" };
+
+/** Our version, from `deno.json`. */
+export const VERSION: string = denoJson.version;
+
+/** Git revision baked in at compile time (`deno task compile`), else "unknown". */
+export const GIT_HASH: string = (() => {
+  try {
+    return Deno.env.get("RELAY_GIT_HASH") ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+})();
+
+const USAGE = `iroh relay + IMAP METADATA discovery, version ${VERSION}
+
+Usage:
+  main.ts --config FILE        run every service FILE enables
+  main.ts --dev [--config FILE] development defaults: relay on [::]:3340, plain HTTP, metrics off
+  main.ts check-config --config FILE
+                               validate FILE, print warnings, exit
+  main.ts hash-password        read a password on stdin, print a hash for [imap.users]
+  main.ts --version | --help
+
+Flags:
+  --config FILE, --config-path FILE   TOML config (a superset of iroh-relay.toml)
+  --dev                               development mode (see above)
+  --log-level LEVEL                   debug | info | warn | error (overrides [log] level)
+  --log-format FORMAT                 text | json (overrides [log] format)
+`;
+
+/** Parsed command line. */
+export interface Cli {
+  /** `run`, `check-config`, `hash-password`, `help`, `version`. */
+  command: "run" | "check-config" | "hash-password" | "help" | "version";
+  /** `--config` path. */
+  configPath?: string;
+  /** `--dev`. */
+  dev: boolean;
+  /** `--log-level`. */
+  logLevel?: "debug" | "info" | "warn" | "error";
+  /** `--log-format`. */
+  logFormat?: "text" | "json";
+}
+
+/** A command-line mistake: printed as one line, exit 2. */
+export class UsageError extends Error {
+  /** @param message what is wrong */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * Parses the command line.
+ * @throws {UsageError}
+ */
+export function parseArgs(args: string[]): Cli {
+  const cli: Cli = { command: "run", dev: false };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
+    const value = (): string => {
+      const v = inline ?? args[++i];
+      if (v === undefined || v === "") throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    switch (flag) {
+      case "--config":
+      case "--config-path":
+      case "-c":
+        cli.configPath = value();
+        break;
+      case "--dev":
+        cli.dev = true;
+        break;
+      case "--log-level": {
+        const v = value();
+        if (!["debug", "info", "warn", "error"].includes(v)) {
+          throw new UsageError(`--log-level: expected debug, info, warn or error, got "${v}"`);
+        }
+        cli.logLevel = v as Cli["logLevel"] & string;
+        break;
+      }
+      case "--log-format": {
+        const v = value();
+        if (v !== "text" && v !== "json") throw new UsageError(`--log-format: expected text or json, got "${v}"`);
+        cli.logFormat = v;
+        break;
+      }
+      case "--help":
+      case "-h":
+        cli.command = "help";
+        break;
+      case "--version":
+      case "-V":
+        cli.command = "version";
+        break;
+      case "check-config":
+      case "hash-password":
+        if (i !== 0) throw new UsageError(`${flag} must come first`);
+        cli.command = flag;
+        break;
+      default:
+        throw new UsageError(
+          a.startsWith("-") ? `unknown flag ${a} (see --help)` : `unexpected argument "${a}" (see --help)`,
+        );
+    }
+  }
+  if (cli.command === "check-config" && cli.configPath === undefined) throw new UsageError("check-config needs --config FILE");
+  if (cli.command === "run" && cli.configPath === undefined && !cli.dev) {
+    throw new UsageError("no configuration: pass --config FILE, or --dev for built-in defaults (see --help)");
+  }
+  return cli;
+}
+
+function hostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "localhost";
+  }
+}
+
+/** Loads the config the command line names (or the `--dev` defaults). */
+export async function configFor(cli: Cli): Promise<{ config: Config; warnings: string[] }> {
+  const env = { env: Deno.env.toObject(), dev: cli.dev, hostname: hostname() };
+  const loaded = cli.configPath !== undefined ? await loadConfig(cli.configPath, env) : configFromText("", "defaults", env);
+  if (cli.logLevel) loaded.config.log.level = cli.logLevel;
+  if (cli.logFormat) loaded.config.log.format = cli.logFormat;
+  return loaded;
+}
+
+/** The running services. */
+export interface Services {
+  /** The relay, if enabled. */
+  relay?: RelayService;
+  /** The IMAP listener, if `[imap]` is present. */
+  imap?: ImapService;
+  /** Stops everything. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts every service `config` enables.
+ * @throws {Error} nothing is enabled, or a listener cannot start
+ */
+export async function startServices(config: Config, log: Logger): Promise<Services> {
+  if (!config.enableRelay && !config.imap) {
+    throw new ConfigError("enable_relay", "nothing to run: the relay is disabled and there is no [imap] section");
+  }
+  const services: Services = {
+    async close() {
+      await Promise.allSettled([services.imap?.close(), services.relay?.close()]);
+    },
+  };
+  try {
+    const health = {
+      version: VERSION,
+      gitHash: GIT_HASH,
+      services: () => ({ imap: services.imap ? services.imap.status() : "disabled" }),
+    };
+    services.relay = await startRelay(config, {
+      log: log.child("relay"),
+      health,
+      extraMetrics: () => services.imap?.metrics() ?? "",
+    });
+    if (config.imap) services.imap = await startImap(config, { log: log.child("imap") });
+  } catch (e) {
+    await services.close();
+    throw e;
+  }
+  return services;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of Deno.stdin.readable) chunks.push(c);
+  return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c]))).replace(/\r?\n$/, "");
+}
+
+function fail(message: string): never {
+  console.error(`error: ${message}`);
+  Deno.exit(2);
+}
+
+/** Runs the command line; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let cli: Cli;
+  try {
+    cli = parseArgs(args);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  if (cli.command === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  if (cli.command === "version") {
+    console.log(`iroh-relay-deno ${VERSION} (git ${GIT_HASH}, deno ${Deno.version.deno})`);
+    return 0;
+  }
+  if (cli.command === "hash-password") {
+    const pw = await readStdin();
+    if (pw === "") fail("hash-password: empty password on stdin");
+    console.log(await hashPassword(pw));
+    return 0;
+  }
+  let loaded;
+  try {
+    loaded = await configFor(cli);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(`config ${e.message}`);
+    throw e;
+  }
+  const { config, warnings } = loaded;
+  const log = createLogger({ level: config.log.level, format: config.log.format });
+  for (const w of warnings) log.warn(`config ${w}`);
+  if (cli.command === "check-config") {
+    console.log(`${cli.configPath}: ok${warnings.length ? ` (${warnings.length} warning(s))` : ""}`);
+    return 0;
+  }
+  let services: Services;
+  try {
+    services = await startServices(config, log);
+  } catch (e) {
+    if (e instanceof ConfigError) fail(`config ${e.message}`);
+    fail(`cannot start: ${(e as Error).message}`);
+  }
+  log.info(`iroh-relay-deno ${VERSION} running${cli.dev ? " (dev mode)" : ""}`);
+  const stopped = Promise.withResolvers<string>();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopped.resolve(sig));
+  Deno.addSignalListener("SIGHUP", () => {
+    log.info("SIGHUP: reloading TLS certificate");
+    services.relay?.reloadTls().then(
+      () => log.info("TLS certificate reloaded"),
+      (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
+    );
+  });
+  const sig = await stopped.promise;
+  log.info(`${sig}: shutting down`);
+  await services.close();
+  log.info("stopped");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

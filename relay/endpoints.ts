@@ -1,0 +1,103 @@
+/**
+ * @module
+ * The plain HTTP endpoints of the relay port, as a pure function of the
+ * request head (spec §1.3): `/`, `/index.html`, `/robots.txt`, `/ping`,
+ * `/generate_204`, `/healthz`, 404 otherwise. Shared by the raw listener
+ * and the `Deno.serve` edge entry, so both answer byte-for-byte alike.
+ */
+
+import { header, type HttpResponse, type RequestHead } from "./http1.ts";
+
+/** Headers upstream puts on every relay-port response, TLS or not (`TLS_HEADERS`). */
+export const SECURITY_HEADERS: readonly [string, string][] = [
+  ["Strict-Transport-Security", "max-age=63072000; includeSubDomains"],
+  [
+    "Content-Security-Policy",
+    "default-src 'none'; frame-ancestors 'none'; form-action 'none'; base-uri 'self'; block-all-mixed-content; plugin-types 'none'",
+  ],
+];
+
+const ROOT_HTML = '<html><body>\n<h1>Iroh Relay</h1>\n<p>\n  This is an <a href="https://iroh.computer/">Iroh</a> Relay server.\n</p>\n';
+
+/** Captive-portal challenge header pairs: 0.35 (Tailscale names) and 1.x. */
+const CHALLENGES: readonly [string, string][] = [
+  ["x-iroh-challenge", "X-Iroh-Response"],
+  ["x-tailscale-challenge", "X-Tailscale-Response"],
+];
+
+/** A challenge value clients may have echoed: 1–63 bytes of `[A-Za-z0-9._-]`. */
+const CHALLENGE_VALUE = /^[A-Za-z0-9._-]{1,63}$/;
+
+/** Answers `/generate_204`, echoing a valid challenge header of either generation. */
+export function generate204(head: RequestHead): HttpResponse {
+  const headers: [string, string][] = [];
+  for (const [req, res] of CHALLENGES) {
+    const v = header(head, req);
+    if (v !== undefined && CHALLENGE_VALUE.test(v)) headers.push([res, `response ${v}`]);
+  }
+  return { status: 204, headers };
+}
+
+/** What `/healthz` reports. */
+export interface HealthInfo {
+  /** Our version string. */
+  version: string;
+  /** Git revision, or "unknown". */
+  gitHash: string;
+  /** Extra service states merged into the JSON (e.g. `imap`). */
+  services?: () => Record<string, unknown>;
+}
+
+/**
+ * Answers a non-upgrade request on the relay port.
+ *
+ * @param head the parsed request
+ * @param health what `/healthz` reports
+ */
+export function relayEndpoint(head: RequestHead, health: HealthInfo): HttpResponse {
+  const res = route(head, health);
+  res.headers.push(...SECURITY_HEADERS);
+  return res;
+}
+
+function route(head: RequestHead, health: HealthInfo): HttpResponse {
+  if (head.method !== "GET") return notFound();
+  switch (head.path) {
+    case "/":
+    case "/index.html":
+      return { status: 200, headers: [["Content-Type", "text/html; charset=utf-8"]], body: ROOT_HTML };
+    case "/robots.txt":
+      return { status: 200, headers: [], body: "User-agent: *\nDisallow: /\n" };
+    case "/ping":
+      return { status: 200, headers: [["Access-Control-Allow-Origin", "*"]] };
+    case "/generate_204":
+      return generate204(head);
+    case "/healthz":
+      return {
+        status: 200,
+        headers: [["Content-Type", "application/json"]],
+        body: JSON.stringify({
+          status: "ok",
+          version: health.version,
+          git_hash: health.gitHash,
+          ...health.services?.(),
+        }),
+      };
+    default:
+      return notFound();
+  }
+}
+
+/**
+ * Answers a request on the plain-HTTP port while TLS serves the relay: only
+ * `GET /generate_204`, no security headers (upstream's captive-portal service).
+ */
+export function captivePortalEndpoint(head: RequestHead): HttpResponse {
+  if (head.method === "GET" && head.path === "/generate_204") return generate204(head);
+  return notFound();
+}
+
+/** The 404 every unknown route gets. */
+export function notFound(): HttpResponse {
+  return { status: 404, headers: [["Content-Type", "text/plain; charset=utf-8"]], body: "Not Found" };
+}

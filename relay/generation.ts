@@ -1,0 +1,165 @@
+/**
+ * @module
+ * Per-connection protocol adapters: the one place that knows which frame
+ * vocabulary a connection speaks. The relay core asks its connection's
+ * {@link Generation} to read client frames into generation-neutral
+ * {@link Inbound} actions and to build the messages it sends, so it never
+ * emits a frame type of the wrong generation (spec §2.2: 0.35 clients treat
+ * unknown types as fatal, and numbers collide, 13 = Pong vs Status).
+ *
+ * Three instances: {@link DERP} (iroh 0.35, either framing), {@link V1} and
+ * {@link V2} (iroh 1.x subprotocols `iroh-relay-v1` / `iroh-relay-v2`).
+ */
+
+import {
+  decodeDerp,
+  type DerpMsg,
+  derpFrameType,
+  derpPayloadLen,
+  derpWritePayload,
+} from "./codec_derp.ts";
+import { decodeV1Payload, type V1Msg, v1FrameType, v1PayloadLen, v1WritePayload } from "./codec_v1.ts";
+import { KEY_LEN, MAX_PACKET_SIZE, RelayStatus } from "./frame_type.ts";
+
+/** What the relay core does with one frame from an authenticated client. */
+export type Inbound =
+  | { kind: "datagram"; dstKey: Uint8Array; ecn: number; segmentSize: number; contents: Uint8Array }
+  | { kind: "ping"; data: Uint8Array }
+  | { kind: "pong"; data: Uint8Array }
+  | { kind: "ignore"; frame: string }
+  | { kind: "close"; reason: string };
+
+/** A message in the connection's own vocabulary. */
+export type WireMsg = DerpMsg | V1Msg;
+
+/** Metric/log label of a generation. */
+export type GenerationName = "0.35" | "1.x";
+
+/** The frame vocabulary a connection speaks. */
+export interface Generation {
+  /** `0.35` or `1.x`. */
+  readonly name: GenerationName;
+  /** Subprotocol for 1.x (`iroh-relay-v1`/`-v2`), empty for 0.35. */
+  readonly subprotocol: string;
+  /** True if the type is a varint (1.x) rather than one byte. */
+  readonly varintType: boolean;
+  /**
+   * Reads a client frame after the handshake.
+   * @throws {SyntaxError | RangeError} malformed frame: the connection closes
+   */
+  inbound(type: number, payload: Uint8Array): Inbound;
+  /** Decodes the first (authentication) frame. */
+  decodeAuth(type: number, payload: Uint8Array): WireMsg;
+  /** Datagram from `srcKey` for this connection, or null if it cannot carry it. */
+  datagram(srcKey: Uint8Array, ecn: number, segmentSize: number, contents: Uint8Array): WireMsg | null;
+  /** Notice that `key` left (PeerGone / EndpointGone). */
+  gone(key: Uint8Array): WireMsg;
+  /** Server ping. */
+  ping(data: Uint8Array): WireMsg;
+  /** Answer to a client ping. */
+  pong(data: Uint8Array): WireMsg;
+  /** Active/inactive notice for duplicate keys, or null if the generation has none. */
+  status(status: number): WireMsg | null;
+  /** Frame type number of `msg`. */
+  frameType(msg: WireMsg): number;
+  /** Payload length of `msg`, in bytes. */
+  payloadLen(msg: WireMsg): number;
+  /** Writes the payload of `msg` at `buf[off..]`. */
+  writePayload(msg: WireMsg, buf: Uint8Array, off: number): void;
+}
+
+/** iroh 0.35: ClientInfo auth, SendPacket/RecvPacket, PeerGone, Health. */
+export const DERP: Generation = {
+  name: "0.35",
+  subprotocol: "",
+  varintType: false,
+  inbound(type, payload) {
+    const msg = decodeDerp(type, payload);
+    switch (msg.type) {
+      case "SendPacket":
+        return { kind: "datagram", dstKey: msg.dstKey, ecn: 0, segmentSize: 0, contents: msg.packet };
+      case "Ping":
+        return { kind: "ping", data: msg.data };
+      case "Pong":
+        return { kind: "pong", data: msg.data };
+      case "Health":
+        // Upstream closes a client that sends Health: only servers send it.
+        return { kind: "close", reason: "client sent Health" };
+      default:
+        return { kind: "ignore", frame: msg.type };
+    }
+  },
+  decodeAuth: decodeDerp,
+  datagram(srcKey, _ecn, _segmentSize, contents) {
+    return { type: "RecvPacket", srcKey, packet: contents };
+  },
+  gone: (key) => ({ type: "PeerGone", key }),
+  ping: (data) => ({ type: "Ping", data }),
+  pong: (data) => ({ type: "Pong", data }),
+  status: () => null,
+  frameType: (msg) => derpFrameType(msg as DerpMsg),
+  payloadLen: (msg) => derpPayloadLen(msg as DerpMsg),
+  writePayload: (msg, buf, off) => derpWritePayload(msg as DerpMsg, buf, off),
+};
+
+/** Health texts a v1 client gets where a v2 client gets Status (spec §4). */
+const V1_STATUS_TEXT: Record<number, string> = {
+  [RelayStatus.Healthy]: "The connection is healthy and has recovered from previous problems",
+  [RelayStatus.SameEndpointIdConnected]:
+    "Another endpoint connected with the same endpoint id. No more messages will be received.",
+};
+
+function v1x(version: 1 | 2): Generation {
+  return {
+    name: "1.x",
+    subprotocol: `iroh-relay-v${version}`,
+    varintType: true,
+    inbound(type, payload) {
+      const msg = decodeV1Payload(type, payload, version);
+      switch (msg.type) {
+        case "ClientToRelayDatagram":
+          return { kind: "datagram", dstKey: msg.dstKey, ecn: msg.ecn, segmentSize: 0, contents: msg.contents };
+        case "ClientToRelayDatagramBatch":
+          return {
+            kind: "datagram",
+            dstKey: msg.dstKey,
+            ecn: msg.ecn,
+            segmentSize: msg.segmentSize,
+            contents: msg.contents,
+          };
+        case "Ping":
+          return { kind: "ping", data: msg.data };
+        case "Pong":
+          return { kind: "pong", data: msg.data };
+        default:
+          // Upstream accepts only 4, 5, 9 and 10 after the handshake.
+          return { kind: "close", reason: `unexpected ${msg.type} frame` };
+      }
+    },
+    decodeAuth: (type, payload) => decodeV1Payload(type, payload, version),
+    datagram(srcKey, ecn, segmentSize, contents) {
+      // The whole R2C frame, type byte included, must fit MAX_PACKET_SIZE,
+      // or the receiving client drops its connection (spec §2.3).
+      const header = 1 + KEY_LEN + 1 + (segmentSize === 0 ? 0 : 2);
+      if (contents.length === 0 || header + contents.length > MAX_PACKET_SIZE) return null;
+      return segmentSize === 0
+        ? { type: "RelayToClientDatagram", srcKey, ecn, contents }
+        : { type: "RelayToClientDatagramBatch", srcKey, ecn, segmentSize, contents };
+    },
+    gone: (key) => ({ type: "EndpointGone", key }),
+    ping: (data) => ({ type: "Ping", data }),
+    pong: (data) => ({ type: "Pong", data }),
+    status: (status) =>
+      version === 2
+        ? { type: "Status", status }
+        : { type: "Health", problem: V1_STATUS_TEXT[status] ?? `status ${status}` },
+    frameType: (msg) => v1FrameType(msg as V1Msg),
+    payloadLen: (msg) => v1PayloadLen(msg as V1Msg),
+    writePayload: (msg, buf, off) => v1WritePayload(msg as V1Msg, buf, off),
+  };
+}
+
+/** iroh 1.x, subprotocol `iroh-relay-v1` (Health, no Status). */
+export const V1: Generation = v1x(1);
+/** iroh 1.x, subprotocol `iroh-relay-v2` (Status, no Health). */
+export const V2: Generation = v1x(2);

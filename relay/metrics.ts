@@ -1,0 +1,92 @@
+/**
+ * @module
+ * Relay counters with upstream's names (spec §5, group `relayserver`,
+ * exposed as `relayserver_<name>_total`), plus gauges for connected clients
+ * per generation, rendered as OpenMetrics text.
+ *
+ * Counters are plain number fields so the hot path pays one property
+ * increment; rendering walks them only when scraped.
+ */
+
+/** A monotonically increasing count. */
+export interface Counter {
+  /** Current value. */
+  value: number;
+}
+
+/** One exported counter: upstream name and help text. */
+const COUNTERS = {
+  bytesSent: ["bytes_sent", "Datagram bytes written to clients"],
+  bytesRecv: ["bytes_recv", "Datagram bytes received from clients"],
+  sendPacketsSent: ["send_packets_sent", "Datagrams written to clients"],
+  sendPacketsRecv: ["send_packets_recv", "Datagrams received from clients"],
+  sendPacketsDropped: ["send_packets_dropped", "Datagrams dropped: no such client, queue full, or too large"],
+  otherPacketsSent: ["other_packets_sent", "Control frames written to clients"],
+  otherPacketsRecv: ["other_packets_recv", "Control frames received from clients"],
+  otherPacketsDropped: ["other_packets_dropped", "Control frames dropped because a queue was full"],
+  gotPing: ["got_ping", "Pings received from clients"],
+  sentPong: ["sent_pong", "Pongs sent to clients"],
+  unknownFrames: ["unknown_frames", "Frames of a known but unhandled type"],
+  connsRxRatelimited: ["conns_rx_ratelimited", "Times a connection was paused by the receive rate limit"],
+  bytesRxRatelimited: ["bytes_rx_ratelimited", "Bytes whose reading was delayed by the receive rate limit"],
+  accepts: ["accepts", "Clients authenticated and registered"],
+  disconnects: ["disconnects", "Registered clients that disconnected"],
+  uniqueClientKeys: ["unique_client_keys", "Keys that connected while not already connected"],
+  websocketAccepts: ["websocket_accepts", "Relay connections upgraded over WebSocket"],
+  relayAccepts: ["relay_accepts", "Relay connections upgraded with `iroh derp http`"],
+  clientsInactiveAdded: ["clients_inactive_added", "Connections demoted by a newer one with the same key"],
+  clientsInactiveRemoved: ["clients_inactive_removed", "Inactive connections promoted or closed"],
+  authFailures: ["auth_failures", "Handshakes refused: bad signature, malformed frame or access denied"],
+  httpConnections: ["http_connections", "TCP connections accepted on relay ports"],
+  httpConnectionsClosed: ["http_connections_closed", "TCP connections closed on relay ports"],
+  httpConnectionsErrored: ["http_connections_errored", "TCP connections ended by an error or timeout"],
+} as const;
+
+/** Counter fields by their code name. */
+export type RelayCounters = { -readonly [K in keyof typeof COUNTERS]: number };
+
+/** A gauge read at scrape time. */
+export interface Gauge {
+  /** Metric name without prefix. */
+  name: string;
+  /** Help text. */
+  help: string;
+  /** Label sets and their current values. */
+  read: () => [labels: Record<string, string>, value: number][];
+}
+
+/** The relay's counters and gauges. */
+export class RelayMetrics {
+  /** Counter values, incremented directly on the hot path. */
+  readonly c: RelayCounters;
+  #gauges: Gauge[] = [];
+
+  constructor() {
+    const c = {} as RelayCounters;
+    for (const k of Object.keys(COUNTERS) as (keyof RelayCounters)[]) c[k] = 0;
+    this.c = c;
+  }
+
+  /** Adds a gauge read at scrape time. */
+  addGauge(g: Gauge): void {
+    this.#gauges.push(g);
+  }
+
+  /** OpenMetrics text of everything, without the final `# EOF`. */
+  render(prefix = "relayserver"): string {
+    let out = "";
+    for (const [k, [name, help]] of Object.entries(COUNTERS)) {
+      const full = `${prefix}_${name}`;
+      out += `# HELP ${full} ${help}.\n# TYPE ${full} counter\n${full}_total ${this.c[k as keyof RelayCounters]}\n`;
+    }
+    for (const g of this.#gauges) {
+      const full = `${prefix}_${g.name}`;
+      out += `# HELP ${full} ${g.help}.\n# TYPE ${full} gauge\n`;
+      for (const [labels, v] of g.read()) {
+        const l = Object.entries(labels).map(([k, val]) => `${k}="${val}"`).join(",");
+        out += `${full}${l ? `{${l}}` : ""} ${v}\n`;
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * @module
+ * The relay service: the {@link RelayCore} plus its listeners, built from the
+ * validated config. `main.ts` and tests start it with {@link startRelay};
+ * the edge entry reuses the core and endpoints without these listeners.
+ *
+ * Listeners (spec §1.1):
+ * - without TLS (or `dangerous_http_only`): `http_bind_addr` serves everything;
+ * - with TLS: `https_bind_addr` serves everything, `http_bind_addr` only the
+ *   captive portal (`/generate_204`);
+ * - `metrics_bind_addr`: OpenMetrics text on any path, when enabled.
+ *
+ * @example
+ * ```ts
+ * import { startRelay } from "./mod.ts";
+ * import { configFromText } from "../config/mod.ts";
+ * const { config } = configFromText('http_bind_addr = "127.0.0.1:0"\nenable_metrics = false', "inline");
+ * const relay = await startRelay(config);
+ * const res = await fetch(`http://127.0.0.1:${relay.httpAddr!.port}/ping`);
+ * await res.body?.cancel();
+ * await relay.close();
+ * if (res.status !== 200) throw new Error("ping failed");
+ * ```
+ */
+
+import { type Config, formatBindAddr } from "../config/mod.ts";
+import type { Logger } from "../log/mod.ts";
+import type { HealthInfo } from "./endpoints.ts";
+import { type RelayOptions, RelayCore } from "./relay_core.ts";
+import { serveListener, type TransportContext } from "./transport_tcp.ts";
+
+export { RelayCore } from "./relay_core.ts";
+export type { RelayOptions } from "./relay_core.ts";
+
+/** A running relay. */
+export interface RelayService {
+  /** The shared core (metrics, registry). */
+  core: RelayCore;
+  /** Address of the plain HTTP listener (relay or captive portal). */
+  httpAddr?: Deno.NetAddr;
+  /** Address of the HTTPS relay listener, when TLS is on. */
+  httpsAddr?: Deno.NetAddr;
+  /** Address of the metrics listener, when enabled. */
+  metricsAddr?: Deno.NetAddr;
+  /** Re-reads TLS files for new connections (old ones stay up). */
+  reloadTls(): Promise<void>;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** Extra wiring for {@link startRelay}. */
+export interface StartOptions {
+  /** Logger for the relay component. */
+  log?: Logger;
+  /** What `/healthz` reports. */
+  health?: HealthInfo;
+  /** Extra metrics text (other services) appended before `# EOF`. */
+  extraMetrics?: () => string;
+  /** Core overrides (timeouts in tests, injected clock). */
+  core?: Omit<RelayOptions, "access" | "clientRx" | "keyCacheCapacity" | "log">;
+}
+
+/** Version reported by `/healthz` when the caller gives none. */
+const DEFAULT_HEALTH: HealthInfo = { version: "dev", gitHash: "unknown" };
+
+/**
+ * Starts the relay listeners described by `cfg`.
+ * @throws {Error} a listener cannot bind, or TLS files cannot be read
+ */
+export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<RelayService> {
+  const log = opts.log;
+  const core = new RelayCore({
+    ...opts.core,
+    access: cfg.access,
+    ...(cfg.limits.clientRx ? { clientRx: cfg.limits.clientRx } : {}),
+    keyCacheCapacity: cfg.keyCacheCapacity,
+    ...(log ? { log } : {}),
+  });
+  const health = opts.health ?? DEFAULT_HEALTH;
+  const listeners: Deno.Listener[] = [];
+  const loops: Promise<void>[] = [];
+  let metricsServer: Deno.HttpServer | undefined;
+  const service: RelayService = {
+    core,
+    async reloadTls() {
+      await swapTls();
+    },
+    async close() {
+      for (const l of listeners) {
+        try {
+          l.close();
+        } catch {
+          // already closed
+        }
+      }
+      core.close();
+      await metricsServer?.shutdown();
+      await Promise.allSettled(loops);
+    },
+  };
+  const useTls = cfg.tls !== undefined && !cfg.tls.dangerousHttpOnly;
+  const accept = cfg.limits.acceptConnLimit !== undefined
+    ? { perSecond: cfg.limits.acceptConnLimit, burst: cfg.limits.acceptConnBurst ?? Math.max(1, Math.ceil(cfg.limits.acceptConnLimit)) }
+    : undefined;
+  const serve = (l: Deno.Listener, ctx: TransportContext) => {
+    listeners.push(l);
+    loops.push(serveListener(l, { ...ctx, ...(accept ? { acceptLimit: accept } : {}) }));
+  };
+  let tlsListener: Deno.Listener | undefined;
+  const swapTls = async () => {
+    if (!useTls) return;
+    const cert = await Deno.readTextFile(cfg.tls!.certPath);
+    const key = await Deno.readTextFile(cfg.tls!.keyPath);
+    const addr = tlsListener ? (tlsListener.addr as Deno.NetAddr) : cfg.tls!.httpsBindAddr;
+    const old = tlsListener;
+    if (old) {
+      // Stop accepting on the old listener first so the new one can bind the port.
+      listeners.splice(listeners.indexOf(old), 1);
+      old.close();
+    }
+    tlsListener = Deno.listenTls({ hostname: addr.hostname, port: addr.port, cert, key });
+    serve(tlsListener, { core, role: "relay", health });
+    service.httpsAddr = tlsListener.addr as Deno.NetAddr;
+  };
+  try {
+    if (cfg.enableMetrics) {
+      const ma = cfg.metricsBindAddr;
+      const relayAddr = useTls ? cfg.tls!.httpsBindAddr : cfg.httpBindAddr;
+      if (ma.port !== 0 && (ma.port === relayAddr.port || ma.port === cfg.httpBindAddr.port) &&
+        (ma.hostname === relayAddr.hostname || ma.hostname === "::" || relayAddr.hostname === "::")) {
+        throw new Error(`metrics_bind_addr ${formatBindAddr(ma)} conflicts with the relay listener`);
+      }
+    }
+    if (cfg.enableRelay) {
+      const httpListener = Deno.listen({ hostname: cfg.httpBindAddr.hostname, port: cfg.httpBindAddr.port });
+      serve(httpListener, { core, role: useTls ? "captive-portal" : "relay", health });
+      service.httpAddr = httpListener.addr as Deno.NetAddr;
+      await swapTls();
+    }
+    if (cfg.enableMetrics) {
+      const ma = cfg.metricsBindAddr;
+      await new Promise<void>((resolve, reject) => {
+        try {
+          metricsServer = Deno.serve({
+            hostname: ma.hostname,
+            port: ma.port,
+            onListen: (addr) => {
+              service.metricsAddr = addr as Deno.NetAddr;
+              resolve();
+            },
+          }, () =>
+            new Response(core.metrics.render() + (opts.extraMetrics?.() ?? "") + "# EOF\n", {
+              // Upstream (iroh-metrics) serves OpenMetrics text under this content type.
+              headers: { "Content-Type": "text/plain; charset=utf-8" },
+            }));
+        } catch (e) {
+          reject(e);
+        }
+      });
+    }
+  } catch (e) {
+    await service.close();
+    throw e;
+  }
+  if (service.httpAddr) log?.info(`relay listening on http://${formatBindAddr(service.httpAddr)}${useTls ? " (captive portal only)" : ""}`);
+  if (service.httpsAddr) log?.info(`relay listening on https://${formatBindAddr(service.httpsAddr)}`);
+  if (service.metricsAddr) log?.info(`metrics on http://${formatBindAddr(service.metricsAddr)}/metrics`);
+  return service;
+}

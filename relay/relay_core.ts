@@ -1,0 +1,294 @@
+/**
+ * @module
+ * The relay core: one per service, shared by every transport and both
+ * client generations. It owns the registry, routing, access policy, metrics
+ * and the sweeper that runs every connection's timers.
+ *
+ * Transports call {@link RelayCore.accept} with a {@link FrameSender} after
+ * the upgrade and feed frames to the returned {@link Client}; they register
+ * pre-upgrade connections with {@link RelayCore.watch} so the establish
+ * timeout covers half-sent requests too.
+ */
+
+import { type AccessConfig, accessPolicy, type AccessPolicy } from "./access.ts";
+import { Client, type ConnInfo, type FrameSender, PING_AFTER_MS } from "./client.ts";
+import { Clients, type KeyEntry } from "./clients.ts";
+import { verifyStrict } from "./ed25519.ts";
+import type { VerifyFn } from "./handshake.ts";
+import { type Logger, silentLogger } from "../log/mod.ts";
+import { RelayMetrics } from "./metrics.ts";
+import { keyFromId, keyId, KeyValidityCache, keyShort } from "./public_key.ts";
+
+/** Tunables of the core. Defaults follow upstream. */
+export interface RelayOptions {
+  /** Who may connect. Default everyone. */
+  access?: AccessConfig;
+  /** `[limits.client.rx]`: per-connection receive limit. */
+  clientRx?: { bytesPerSecond: number; maxBurstBytes?: number };
+  /** Time from TCP accept to registration, ms. Default 30 000. */
+  establishTimeoutMs?: number;
+  /** Silence before a server ping, ms (jitter of 1–5 s is added). Default 15 000. */
+  pingAfterMs?: number;
+  /** Sweeper period, ms. Default 250. */
+  tickMs?: number;
+  /** Capacity of the key validity cache (`key_cache_capacity`). */
+  keyCacheCapacity?: number;
+  /** Logger. Default silent. */
+  log?: Logger;
+  /** Clock in ms (monotonic). Default `performance.now`. */
+  now?: () => number;
+  /** CSPRNG. Default `crypto.getRandomValues`. */
+  random?: (n: number) => Uint8Array;
+  /** Strict Ed25519 verification. Default {@link verifyStrict}. */
+  verify?: VerifyFn;
+  /** `fetch` for the http access mode. */
+  fetch?: typeof fetch;
+}
+
+/** Something with timers the sweeper runs (clients, pending HTTP connections). */
+export interface Watched {
+  /** Checks deadlines at `now`, closing what expired. */
+  checkTimers(now: number): void;
+}
+
+/** Resolved options. */
+export interface CoreOpts {
+  establishTimeoutMs: number;
+  pingAfterMs: number;
+  tickMs: number;
+  clientRx?: { bytesPerSecond: number; maxBurstBytes?: number };
+}
+
+/** See the module doc. */
+export class RelayCore {
+  /** Counters and gauges. */
+  readonly metrics: RelayMetrics = new RelayMetrics();
+  /** Resolved tunables. */
+  readonly opts: CoreOpts;
+  /** Logger. */
+  readonly log: Logger;
+  /** Clock, ms. */
+  readonly now: () => number;
+  /** CSPRNG. */
+  readonly random: (n: number) => Uint8Array;
+  /** Signature check. */
+  readonly verify: VerifyFn;
+  readonly #clients: Clients;
+  readonly #watched = new Set<Watched>();
+  readonly #keyCache: KeyValidityCache;
+  #access: AccessPolicy;
+  #fetch: typeof fetch | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #closing = false;
+  /** Registered connections per generation, for the gauge. */
+  #perGen = { "0.35": 0, "1.x": 0 };
+
+  /** @param opts tunables; all optional */
+  constructor(opts: RelayOptions = {}) {
+    this.opts = {
+      establishTimeoutMs: opts.establishTimeoutMs ?? 30_000,
+      pingAfterMs: opts.pingAfterMs ?? PING_AFTER_MS,
+      tickMs: opts.tickMs ?? 250,
+      ...(opts.clientRx ? { clientRx: opts.clientRx } : {}),
+    };
+    this.log = opts.log ?? silentLogger;
+    this.now = opts.now ?? (() => performance.now());
+    this.random = opts.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
+    this.verify = opts.verify ?? verifyStrict;
+    this.#fetch = opts.fetch;
+    this.#keyCache = new KeyValidityCache(opts.keyCacheCapacity ?? 1 << 20);
+    this.#access = this.#compileAccess(opts.access ?? { mode: "everyone" });
+    this.#clients = new Clients({
+      onDuplicate: (old, by, replaced) => {
+        if (!replaced) this.metrics.c.clientsInactiveAdded++;
+        this.log.info(`${old.label}: ${replaced ? "replaced" : "made inactive"} by ${by.label}`);
+      },
+      onInactiveRemoved: () => this.metrics.c.clientsInactiveRemoved++,
+      onKeyGone: (entry, c) => this.#notifyGone(entry, c),
+    });
+    this.metrics.addGauge({
+      name: "clients",
+      help: "Authenticated relay connections by client generation",
+      read: () => [[{ generation: "0.35" }, this.#perGen["0.35"]], [{ generation: "1.x" }, this.#perGen["1.x"]]],
+    });
+    this.metrics.addGauge({
+      name: "connected_keys",
+      help: "Distinct keys with at least one connection",
+      read: () => [[{}, this.#clients.size]],
+    });
+    this.#timer = setInterval(() => this.#tick(), this.opts.tickMs);
+  }
+
+  #compileAccess(cfg: AccessConfig): AccessPolicy {
+    return accessPolicy(cfg, { ...(this.#fetch ? { fetch: this.#fetch } : {}), warn: (m) => this.log.warn(m) });
+  }
+
+  /** Replaces the access policy (config reload). Connected clients are re-checked. */
+  async setAccess(cfg: AccessConfig): Promise<void> {
+    this.#access = this.#compileAccess(cfg);
+    const checks: Promise<void>[] = [];
+    for (const entry of [...this.#clients.entries()]) {
+      for (const c of [entry.active, ...entry.inactive]) {
+        checks.push((async () => {
+          if (!await this.allows(c.key, c.info.token)) c.close("access revoked by configuration reload");
+        })());
+      }
+    }
+    await Promise.all(checks);
+  }
+
+  /** Connected keys. */
+  get connectedKeys(): number {
+    return this.#clients.size;
+  }
+
+  /** Registered connections of each generation. */
+  get clientsPerGeneration(): Readonly<Record<"0.35" | "1.x", number>> {
+    return this.#perGen;
+  }
+
+  /** Asks the access policy; never rejects. */
+  async allows(key: Uint8Array, token: string | undefined): Promise<boolean> {
+    try {
+      return await this.#access.allows(token === undefined ? { key } : { key, token });
+    } catch (e) {
+      this.log.warn(`access check failed: ${(e as Error).message}`);
+      return false;
+    }
+  }
+
+  /** True if `key` is a strong Ed25519 point (cached). */
+  isValidKey(key: Uint8Array): boolean {
+    return this.#keyCache.isValid(keyId(key), key);
+  }
+
+  /**
+   * Starts serving an upgraded connection.
+   * @returns the client to feed frames to with {@link Client.onFrame}
+   */
+  accept(sender: FrameSender, info: ConnInfo): Client {
+    const c = new Client(this, sender, info);
+    if (this.#closing) {
+      c.close("relay shutting down");
+      return c;
+    }
+    if (info.framing === "websocket") this.metrics.c.websocketAccepts++;
+    else this.metrics.c.relayAccepts++;
+    this.#watched.add(c);
+    c.start();
+    return c;
+  }
+
+  /** Adds something whose timers the sweeper should run until {@link unwatch}. */
+  watch(w: Watched): void {
+    this.#watched.add(w);
+  }
+
+  /** Stops running timers for `w`. */
+  unwatch(w: Watched): void {
+    this.#watched.delete(w);
+  }
+
+  /** Called by a client whose handshake succeeded. */
+  register(c: Client): void {
+    const fresh = this.#clients.register(c);
+    this.metrics.c.accepts++;
+    if (fresh) this.metrics.c.uniqueClientKeys++;
+    this.#perGen[c.gen.name]++;
+    this.log.info(`${c.label}: connected from ${c.info.remote}`);
+  }
+
+  /** Called once by a client when it closes. */
+  closed(c: Client, wasRegistered: boolean, reason: string): void {
+    this.#watched.delete(c);
+    if (wasRegistered) {
+      this.#perGen[c.gen.name]--;
+      this.metrics.c.disconnects++;
+      this.#clients.unregister(c);
+      this.log.info(`${c.label}: disconnected: ${reason}`);
+    } else {
+      this.log.debug(`${c.label}: closed before registering: ${reason}`);
+    }
+  }
+
+  /**
+   * Forwards one datagram from `src` to the active connection of `dstKey`.
+   * Drops (and counts) when the key is not connected, the queue is full, or
+   * the receiver's generation cannot carry it; closes `src` if `dstKey` is
+   * not a valid key at all, as upstream's decoder does.
+   */
+  route(src: Client, dstKey: Uint8Array, ecn: number, segmentSize: number, contents: Uint8Array): void {
+    const c = this.metrics.c;
+    c.sendPacketsRecv++;
+    c.bytesRecv += contents.length;
+    const dstId = keyId(dstKey);
+    const entry = this.#clients.get(dstId);
+    if (entry === undefined) {
+      c.sendPacketsDropped++;
+      if (!this.#keyCache.isValid(dstId, dstKey)) src.close("datagram for an invalid key");
+      return;
+    }
+    const dst = entry.active;
+    if (dst.packetQueueFull) {
+      c.sendPacketsDropped++;
+      return;
+    }
+    // The payload is a view into the sender's read buffer: copy it once here.
+    const msg = dst.gen.datagram(src.key, ecn, segmentSize, contents.slice());
+    if (msg === null || !dst.enqueuePacket(msg)) {
+      c.sendPacketsDropped++;
+      return;
+    }
+    this.#clients.get(src.id)?.sentTo.add(dstId);
+  }
+
+  #notifyGone(entry: KeyEntry, leaving: Client): void {
+    let notified = 0;
+    for (const id of entry.sentTo) {
+      const peer = this.#clients.get(id);
+      if (peer !== undefined && peer.active.enqueueControl(peer.active.gen.gone(leaving.key))) notified++;
+    }
+    entry.sentTo.clear();
+    this.log.debug(`key ${keyShort(leaving.key)} gone; notified ${notified} peers`);
+  }
+
+  #tick(): void {
+    const now = this.now();
+    for (const w of this.#watched) w.checkTimers(now);
+  }
+
+  /** Sleeps `ms` (rate limiting); resolves at once on shutdown. */
+  sleep(ms: number): Promise<void> {
+    if (this.#closing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.#sleeps.delete(wake);
+        resolve();
+      }, ms);
+      const wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.#sleeps.add(wake);
+    });
+  }
+  readonly #sleeps = new Set<() => void>();
+
+  /** Stops the sweeper and closes every connection. */
+  close(): void {
+    this.#closing = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    for (const w of [...this.#watched]) {
+      if (w instanceof Client) w.close("relay shutting down");
+    }
+    for (const wake of this.#sleeps) wake();
+    this.#sleeps.clear();
+  }
+
+  /** Keys currently connected, as bytes (for tests and admin views). */
+  connectedKeyList(): Uint8Array[] {
+    return [...this.#clients.entries()].map((e) => keyFromId(e.active.id));
+  }
+}
+
