@@ -18,7 +18,7 @@ import {
   derpPayloadLen,
   derpWritePayload,
 } from "./codec_derp.ts";
-import { decodeV1Payload, type V1Msg, v1FrameType, v1PayloadLen, v1WritePayload } from "./codec_v1.ts";
+import { decodeV1Payload, readV1Type, type V1Msg, v1FrameType, v1PayloadLen, v1WritePayload } from "./codec_v1.ts";
 import { KEY_LEN, MAX_PACKET_SIZE, RelayStatus } from "./frame_type.ts";
 
 /** What the relay core does with one frame from an authenticated client. */
@@ -163,3 +163,14 @@ function v1x(version: 1 | 2): Generation {
 export const V1: Generation = v1x(1);
 /** iroh 1.x, subprotocol `iroh-relay-v2` (Status, no Health). */
 export const V2: Generation = v1x(2);
+
+/**
+ * Splits a WebSocket message body into frame type and payload offset: one
+ * byte for 0.35, a QUIC varint for 1.x.
+ * @throws {SyntaxError} empty message or truncated varint
+ */
+export function messageType(gen: Generation, body: Uint8Array): { type: number; offset: number } {
+  if (gen.varintType) return readV1Type(body);
+  if (body.length === 0) throw new SyntaxError("Empty frame");
+  return { type: body[0]!, offset: 1 };
+}

@@ -19,10 +19,9 @@
  */
 
 import { DERP_HEADER_LEN, DerpFrameReader, writeDerpHeader } from "./codec_derp.ts";
-import { readV1Type } from "./codec_v1.ts";
 import { type Client, type FrameSender } from "./client.ts";
 import { captivePortalEndpoint, type HealthInfo, relayEndpoint, SECURITY_HEADERS } from "./endpoints.ts";
-import { DERP, type Generation, V1, V2, type WireMsg } from "./generation.ts";
+import { DERP, type Generation, messageType, V1, V2, type WireMsg } from "./generation.ts";
 import {
   checkClientAuthHeader,
   classifyUpgrade,
@@ -345,7 +344,6 @@ function derpFeeder(client: Client): Feeder {
 
 function wsFeeder(client: Client, sender: StreamSender): Feeder {
   const reader = new WsReader({ maxMessage: WS_MAX_MESSAGE, expectMasked: true });
-  const varint = client.gen.varintType;
   return async (chunk) => {
     reader.push(chunk);
     for (;;) {
@@ -356,15 +354,7 @@ function wsFeeder(client: Client, sender: StreamSender): Feeder {
           // Text messages carry nothing in either generation: skip them.
           if (!ev.binary) continue;
           const data = ev.data;
-          let type: number;
-          let offset: number;
-          if (varint) {
-            ({ type, offset } = readV1Type(data));
-          } else {
-            if (data.length === 0) throw new SyntaxError("Empty frame");
-            type = data[0]!;
-            offset = 1;
-          }
+          const { type, offset } = messageType(client.gen, data);
           const r = client.onFrame(type, data.subarray(offset), wsHeaderLen(data.length, true) + data.length);
           if (r) await r;
           continue;

@@ -1,0 +1,45 @@
+/**
+ * @module
+ * Edge entry: the relay alone behind `Deno.serve`, in the form edge
+ * platforms accept (`deno serve deploy/edge.ts`, or a Deno Deploy project
+ * with this file as entrypoint).
+ *
+ * - Serves iroh 1.x (`iroh-relay-v2`/`-v1`) and iroh 0.35 WebSocket clients,
+ *   `/ping`, `/generate_204`, `/healthz`, `/`.
+ * - The iroh 0.35 default `Upgrade: iroh derp http` is not a WebSocket and
+ *   cannot be answered through `Deno.serve`: such clients get a 400 saying
+ *   so. Delta Chat (iroh 0.35 with default settings) therefore needs the
+ *   self-hosted binary, not this entry.
+ * - Config comes from the TOML file named by `RELAY_CONFIG` (optional); only
+ *   `access` and `[limits.client.rx]` apply here, listeners are the
+ *   platform's business.
+ *
+ * @example Local run: `RELAY_CONFIG=relay.toml deno serve --allow-env --allow-read --port 3340 deploy/edge.ts`
+ */
+
+import { configFromText, loadConfig } from "../config/mod.ts";
+import { createLogger } from "../log/mod.ts";
+import { createFetchHandler } from "../relay/fetch_handler.ts";
+import { RelayCore } from "../relay/relay_core.ts";
+import denoJson from "../deno.json" with { type: "json" };
+
+const path = Deno.env.get("RELAY_CONFIG");
+const { config, warnings } = path ? await loadConfig(path, { env: Deno.env.toObject() }) : configFromText("", "defaults");
+const log = createLogger({ level: config.log.level, format: config.log.format }).child("relay");
+for (const w of warnings) log.warn(`config ${w}`);
+
+const core = new RelayCore({
+  access: config.access,
+  ...(config.limits.clientRx ? { clientRx: config.limits.clientRx } : {}),
+  keyCacheCapacity: config.keyCacheCapacity,
+  log,
+});
+
+const handler = createFetchHandler(core, {
+  health: { version: denoJson.version, gitHash: Deno.env.get("RELAY_GIT_HASH") ?? "unknown" },
+});
+
+/** The `deno serve` export. */
+export default {
+  fetch: (req: Request, info: Deno.ServeHandlerInfo) => handler(req, info),
+} satisfies Deno.ServeDefaultExport;
