@@ -452,7 +452,9 @@ function readAccess(r: Reader, env: Record<string, string | undefined>): AccessC
         } catch {
           throw new ConfigError("access.http.url", `"${url}" is not a URL`);
         }
-        const bearerToken = env["IROH_RELAY_HTTP_BEARER_TOKEN"] ?? h.str("bearer_token");
+        // Read the file's token even when the environment overrides it, so it is not taken for an unknown key.
+        const fileToken = h.str("bearer_token");
+        const bearerToken = env["IROH_RELAY_HTTP_BEARER_TOKEN"] ?? fileToken;
         for (const k of h.unknown()) throw new ConfigError(k, "unknown key");
         access = bearerToken ? { mode: "http", url, bearerToken } : { mode: "http", url };
         break;
@@ -536,6 +538,7 @@ function readImap(
   } else {
     irohRelayUrl = deriveRelayUrl(ctx.tls, ctx.httpBindAddr, ctx.hostname);
   }
+  // deno-lint-ignore no-control-regex -- control characters are exactly what is refused here
   if (/[\x00-\x1f\x7f"\\]/.test(irohRelayUrl)) {
     throw new ConfigError("imap.iroh_relay_url", "must not contain control characters, quotes or backslashes");
   }
@@ -581,6 +584,14 @@ function readImap(
   const login = i.oneOf("login", ["any", "users", "upstream"] as const, defaultLogin);
   if (login === "users" && users.size === 0) throw new ConfigError("imap.login", `"users" needs at least one entry in [imap.users]`);
   if (login === "upstream" && mode !== "proxy") throw new ConfigError("imap.login", `"upstream" only works with mode = "proxy"`);
+  // The proxy relays LOGIN/AUTHENTICATE to the upstream untouched, so the upstream decides;
+  // a second, local check would need credentials of its own.
+  if (mode === "proxy" && login !== "upstream") {
+    throw new ConfigError(
+      "imap.login",
+      `mode = "proxy" logs users in at the upstream: use "upstream" (the default), got "${login}"`,
+    );
+  }
 
   let upstream: ImapUpstream | undefined;
   const up = i.table("upstream");

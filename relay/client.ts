@@ -216,7 +216,8 @@ export class Client {
    * frame closes this connection only.
    */
   onFrame(type: number, payload: Uint8Array, wireLen: number): void | Promise<void> {
-    if (this.state === "closed") return;
+    // A refused connection only waits for its last message to be written: read nothing more.
+    if (this.state === "closed" || this.#closeWhenDrained) return;
     if (this.state === "handshake") return this.#handshake(type, payload);
     const now = this.#core.now();
     if (this.#bucket !== null) {

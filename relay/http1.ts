@@ -93,6 +93,7 @@ export function parseRequestHead(buf: Uint8Array): { head: RequestHead; length: 
   if (version !== "HTTP/1.1" && version !== "HTTP/1.0") {
     throw new HttpError(version.startsWith("HTTP/") ? 505 : 400, "Unsupported HTTP version");
   }
+  // deno-lint-ignore no-control-regex -- control characters are exactly what is refused here
   if (target.length === 0 || /[\x00-\x20\x7f]/.test(target)) throw new HttpError(400, "Malformed request target");
   let pathAndQuery = target;
   if (!target.startsWith("/")) {

@@ -49,6 +49,8 @@ export interface RelayOptions {
 export interface Watched {
   /** Checks deadlines at `now`, closing what expired. */
   checkTimers(now: number): void;
+  /** Closes it now (relay shutdown). */
+  shutdown?(): void;
 }
 
 /** Resolved options. */
@@ -281,6 +283,7 @@ export class RelayCore {
     this.#timer = undefined;
     for (const w of [...this.#watched]) {
       if (w instanceof Client) w.close("relay shutting down");
+      else w.shutdown?.();
     }
     for (const wake of this.#sleeps) wake();
     this.#sleeps.clear();

@@ -152,6 +152,9 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
         closeQuietly(conn);
       }
     },
+    shutdown() {
+      closeQuietly(conn);
+    },
   };
   core.watch(watch);
   let buf = new Uint8Array(4096);
@@ -240,6 +243,8 @@ async function respondAndClose(conn: ByteConn, res: HttpResponse): Promise<void>
   } catch {
     // the peer is gone: nothing to tell it
   }
+  // Close here: a refused upgrade has already left the establish-timeout watch.
+  closeQuietly(conn);
 }
 
 /** Answers the `/relay` upgrade and runs the relay protocol until the connection ends. */

@@ -90,6 +90,8 @@ export class TestRelayClient {
   readonly #queue: ServerMsg[] = [];
   #waiters: (() => void)[] = [];
   #closed = false;
+  /** Payloads of WebSocket pong frames received (answers to {@link wsFrame} pings). */
+  readonly wsPongs: Uint8Array[] = [];
   /** Why reading stopped, once it did. */
   endReason: string | null = null;
   /** Resolves when the connection ends. */
@@ -168,6 +170,7 @@ export class TestRelayClient {
         wsr.push(c);
         for (let ev = wsr.next(); ev !== null; ev = wsr.next()) {
           if (ev.kind === "message" && ev.binary) this.#deliver(this.#decodeBody(ev.data));
+          else if (ev.kind === "pong") this.wsPongs.push(ev.data.slice());
           else if (ev.kind === "close") throw new Error(`websocket close ${ev.code} ${ev.reason}`);
         }
       } else {
@@ -179,6 +182,7 @@ export class TestRelayClient {
       if (this.#early.length) onChunk(this.#early);
       const buf = new Uint8Array(256 * 1024);
       for (;;) {
+        if (this.#paused) await this.#paused.promise;
         const n = await this.#conn.read(buf);
         if (n === null) {
           this.endReason = "eof";
@@ -300,8 +304,25 @@ export class TestRelayClient {
     }
   }
 
+  #paused: PromiseWithResolvers<void> | null = null;
+
+  /**
+   * Stops reading from the socket (after any read already pending), so the
+   * relay's writes back up as for a peer that stopped reading.
+   */
+  pause(): void {
+    this.#paused ??= Promise.withResolvers<void>();
+  }
+
+  /** Resumes reading after {@link pause}. */
+  resume(): void {
+    this.#paused?.resolve();
+    this.#paused = null;
+  }
+
   /** Closes the socket. */
   close(): void {
+    this.resume();
     try {
       this.#conn.close();
     } catch {
@@ -324,6 +345,8 @@ export async function connectClient(port: number, kind: ClientKind, opts: Connec
   const conn = opts.tlsHostname
     ? await Deno.connectTls({ hostname: "127.0.0.1", port, ...(opts.caCerts ? { caCerts: opts.caCerts } : {}), serverName: opts.tlsHostname } as Deno.ConnectTlsOptions)
     : await Deno.connect({ hostname: "127.0.0.1", port });
+  // Like the iroh clients (spec §8): no Nagle delay on small frames.
+  if (!opts.tlsHostname) (conn as Deno.TcpConn).setNoDelay(true);
   const c = new TestRelayClient(conn, kind, opts.secretKey ?? randomSecretKey());
   const res = await c.upgrade(`127.0.0.1:${port}`, opts);
   if (res.status !== 101) {

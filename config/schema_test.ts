@@ -1,0 +1,330 @@
+import assert from "node:assert/strict";
+import { ed25519 } from "@noble/curves/ed25519";
+import { configFromText } from "./mod.ts";
+import { type Config, ConfigError, formatBindAddr, parseBindAddr, type SchemaEnv } from "./schema.ts";
+import { keyBase32, keyHex } from "../relay/public_key.ts";
+
+/** Seeded-style fixed keys (upstream uses a ChaCha8-seeded key; any valid key will do). */
+const ID1 = ed25519.getPublicKey(new Uint8Array(32).fill(1));
+const ID2 = ed25519.getPublicKey(new Uint8Array(32).fill(2));
+
+function load(text: string, env: SchemaEnv = {}): { config: Config; warnings: string[] } {
+  return configFromText(text, "test.toml", env);
+}
+
+function assertConfigError(fn: () => unknown, key: string, message?: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${e}`);
+    assert.equal(e.key, key);
+    assert.ok(e.message.startsWith(`${key}: `), e.message);
+    if (message) assert.match(e.message, message);
+    return true;
+  });
+}
+
+Deno.test("validateConfig() fills upstream defaults for an empty file", () => {
+  const { config, warnings } = load("");
+  assert.deepEqual(warnings, []);
+  assert.equal(config.enableRelay, true);
+  assert.deepEqual(config.httpBindAddr, { hostname: "::", port: 80 });
+  assert.equal(config.enableMetrics, true);
+  assert.deepEqual(config.metricsBindAddr, { hostname: "::", port: 9090 });
+  assert.equal(config.enableQuicAddrDiscovery, false);
+  assert.equal(config.keyCacheCapacity, 1024 * 1024);
+  assert.deepEqual(config.access, { mode: "everyone" });
+  assert.equal(config.tls, undefined);
+});
+
+Deno.test("validateConfig() under --dev listens on [::]:3340 with metrics off", () => {
+  const { config } = load("", { dev: true });
+  assert.deepEqual(config.httpBindAddr, { hostname: "::", port: 3340 });
+  assert.equal(config.enableMetrics, false);
+});
+
+Deno.test("validateConfig() derives the metrics address from http_bind_addr's IP", () => {
+  const { config } = load('http_bind_addr = "127.0.0.1:3340"');
+  assert.deepEqual(config.metricsBindAddr, { hostname: "127.0.0.1", port: 9090 });
+});
+
+Deno.test("validateConfig() reads [limits.client.rx] (test_rate_limit_config)", () => {
+  const { config } = load(`
+    [limits.client.rx]
+    bytes_per_second = 400
+    max_burst_bytes = 800
+  `);
+  assert.deepEqual(config.limits.clientRx, { bytesPerSecond: 400, maxBurstBytes: 800 });
+  const rateOnly = load("[limits.client.rx]\nbytes_per_second = 400").config;
+  assert.deepEqual(rateOnly.limits.clientRx, { bytesPerSecond: 400 });
+});
+
+Deno.test("validateConfig() sets no rate limit by default (test_rate_limit_default)", () => {
+  assert.equal(load("").config.limits.clientRx, undefined);
+  assert.equal(load("[limits]").config.limits.clientRx, undefined);
+  assert.equal(load("[limits.client.rx]").config.limits.clientRx, undefined);
+});
+
+Deno.test("validateConfig() refuses invalid rate limits, naming the key", () => {
+  assertConfigError(() => load("[limits.client.rx]\nmax_burst_bytes = 800"), "limits.client.rx.max_burst_bytes");
+  assertConfigError(() => load("[limits.client.rx]\nbytes_per_second = 0"), "limits.client.rx.bytes_per_second");
+  assertConfigError(
+    () => load("[limits.client.rx]\nbytes_per_second = 4294967296"),
+    "limits.client.rx.bytes_per_second",
+  );
+  assertConfigError(
+    () => load("[limits.client.rx]\nbytes_per_second = 10\nmax_burst_bytes = 0"),
+    "limits.client.rx.max_burst_bytes",
+  );
+  assertConfigError(() => load('[limits.client.rx]\nbytes_per_second = "fast"'), "limits.client.rx.bytes_per_second");
+});
+
+Deno.test("validateConfig() reads [limits] accept_conn_limit and accept_conn_burst", () => {
+  const { config } = load("[limits]\naccept_conn_limit = 2.5\naccept_conn_burst = 10");
+  assert.equal(config.limits.acceptConnLimit, 2.5);
+  assert.equal(config.limits.acceptConnBurst, 10);
+  assertConfigError(() => load("[limits]\naccept_conn_burst = 10"), "limits.accept_conn_burst");
+});
+
+Deno.test("validateConfig() reads every access form (test_access_config)", async (t) => {
+  const cases: { name: string; toml: string; want: Config["access"] }[] = [
+    { name: "everyone", toml: 'access = "everyone"', want: { mode: "everyone" } },
+    {
+      name: "dotted allowlist, hex",
+      toml: `access.allowlist = [\n  "${keyHex(ID1)}",\n]`,
+      want: { mode: "allowlist", keys: [ID1] },
+    },
+    {
+      name: "dotted allowlist, base32",
+      toml: `access.allowlist = ["${keyBase32(ID1)}", "${keyBase32(ID2).toUpperCase()}"]`,
+      want: { mode: "allowlist", keys: [ID1, ID2] },
+    },
+    {
+      name: "[access] table denylist",
+      toml: `[access]\ndenylist = ["${keyHex(ID2)}"]`,
+      want: { mode: "denylist", keys: [ID2] },
+    },
+    {
+      name: "inline table denylist",
+      toml: `access = { denylist = ["${keyHex(ID1)}"] }`,
+      want: { mode: "denylist", keys: [ID1] },
+    },
+    {
+      name: "dotted http url",
+      toml: 'access.http.url = "https://example.com/foo/bar?boo=baz"',
+      want: { mode: "http", url: "https://example.com/foo/bar?boo=baz" },
+    },
+    {
+      name: "dotted http url and bearer_token",
+      toml: 'access.http.url = "https://example.com/foo/bar?boo=baz"\naccess.http.bearer_token = "foo"',
+      want: { mode: "http", url: "https://example.com/foo/bar?boo=baz", bearerToken: "foo" },
+    },
+    {
+      name: "inline http table",
+      toml: 'access.http = { url = "https://example.com/foo" }',
+      want: { mode: "http", url: "https://example.com/foo" },
+    },
+    {
+      name: "inline http table with bearer_token",
+      toml: 'access.http = { url = "https://example.com/foo", bearer_token = "foo" }',
+      want: { mode: "http", url: "https://example.com/foo", bearerToken: "foo" },
+    },
+    {
+      name: "[access.http] table",
+      toml: '[access.http]\nurl = "http://127.0.0.1:9/hook"',
+      want: { mode: "http", url: "http://127.0.0.1:9/hook" },
+    },
+    {
+      name: "shared_token",
+      toml: 'access.shared_token = ["a", "b"]',
+      want: { mode: "shared_token", tokens: ["a", "b"] },
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => assert.deepEqual(load(c.toml).config.access, c.want));
+  }
+});
+
+Deno.test("validateConfig() refuses bad access values, naming the key", async (t) => {
+  const cases: [string, string, string][] = [
+    ["unknown mode string", 'access = "nobody"', "access"],
+    ["two modes", `access.allowlist = []\naccess.denylist = []`, "access"],
+    ["unknown mode table", "access.whitelist = []", "access.whitelist"],
+    ["invalid id", 'access.allowlist = ["nothex"]', "access.allowlist[0]"],
+    ["small-order id", `access.denylist = ["${keyHex(ID1)}", "${"0".repeat(64)}"]`, "access.denylist[1]"],
+    ["ids not a list", 'access.allowlist = "abc"', "access.allowlist"],
+    ["http without url", 'access.http.bearer_token = "x"', "access.http.url"],
+    ["http url not a URL", 'access.http.url = "not a url"', "access.http.url"],
+    ["access a number", "access = 3", "access"],
+  ];
+  for (const [name, toml, key] of cases) {
+    await t.step(name, () => assertConfigError(() => load(toml), key));
+  }
+});
+
+Deno.test("validateConfig() rejects an empty shared token list or an empty token (test_access_token_empty_is_rejected)", () => {
+  assertConfigError(() => load("access.shared_token = []"), "access.shared_token");
+  assertConfigError(() => load('access.shared_token = ["ok", ""]'), "access.shared_token[1]");
+});
+
+Deno.test("validateConfig() lets IROH_RELAY_ACCESS_TOKEN replace the access policy, and refuses it empty", () => {
+  const env = { env: { IROH_RELAY_ACCESS_TOKEN: "t0k" } };
+  assert.deepEqual(load('access = "everyone"', env).config.access, { mode: "shared_token", tokens: ["t0k"] });
+  assert.deepEqual(load('access.shared_token = ["a"]', env).config.access, { mode: "shared_token", tokens: ["t0k"] });
+  assertConfigError(() => load("", { env: { IROH_RELAY_ACCESS_TOKEN: "" } }), "IROH_RELAY_ACCESS_TOKEN");
+});
+
+Deno.test("validateConfig() lets IROH_RELAY_HTTP_BEARER_TOKEN set the http hook token", () => {
+  const env = { env: { IROH_RELAY_HTTP_BEARER_TOKEN: "from-env" } };
+  assert.deepEqual(load('access.http.url = "http://h/"', env).config.access, {
+    mode: "http",
+    url: "http://h/",
+    bearerToken: "from-env",
+  });
+});
+
+Deno.test("regression: IROH_RELAY_HTTP_BEARER_TOKEN overrides a bearer_token also set in the file", () => {
+  const env = { env: { IROH_RELAY_HTTP_BEARER_TOKEN: "from-env" } };
+  const { config } = load('access.http = { url = "http://h/", bearer_token = "from-file" }', env);
+  assert.deepEqual(config.access, { mode: "http", url: "http://h/", bearerToken: "from-env" });
+});
+
+Deno.test("validateConfig() reads enable_relay (test_enable_relay_config)", () => {
+  assert.equal(load("enable_relay = false").config.enableRelay, false);
+  assert.equal(load("enable_relay = true").config.enableRelay, true);
+  assert.equal(load("").config.enableRelay, true);
+  assertConfigError(() => load('enable_relay = "no"'), "enable_relay");
+});
+
+Deno.test("validateConfig() refuses cert_mode LetsEncrypt with a message pointing to Manual", () => {
+  assertConfigError(
+    () => load('[tls]\ncert_mode = "LetsEncrypt"\nhostname = "relay.example.org"'),
+    "tls.cert_mode",
+    /"LetsEncrypt" is not supported.*"Manual".*manual_cert_path/,
+  );
+  assertConfigError(() => load('[tls]\nhttps_bind_addr = "[::]:443"'), "tls.cert_mode", /required/);
+  assertConfigError(() => load('[tls]\ncert_mode = "Automatic"'), "tls.cert_mode");
+});
+
+Deno.test("validateConfig() reads [tls] Manual with upstream's default paths and ports", () => {
+  const { config } = load('http_bind_addr = "10.0.0.1:80"\n[tls]\ncert_mode = "Manual"');
+  assert.deepEqual(config.tls, {
+    certMode: "Manual",
+    httpsBindAddr: { hostname: "10.0.0.1", port: 443 },
+    quicBindAddr: { hostname: "10.0.0.1", port: 7842 },
+    hostnames: [],
+    certPath: "./default.crt",
+    keyPath: "./default.key",
+    dangerousHttpOnly: false,
+  });
+  const custom = load(`
+    [tls]
+    cert_mode = "Reloading"
+    cert_dir = "/etc/relay"
+    https_bind_addr = "[::1]:8443"
+    hostname = ["a.example", "b.example"]
+    manual_key_path = "/k.pem"
+  `).config.tls!;
+  assert.equal(custom.certMode, "Reloading");
+  assert.equal(custom.certPath, "/etc/relay/default.crt");
+  assert.equal(custom.keyPath, "/k.pem");
+  assert.deepEqual(custom.httpsBindAddr, { hostname: "::1", port: 8443 });
+  assert.deepEqual(custom.quicBindAddr, { hostname: "::1", port: 7842 });
+  assert.deepEqual(custom.hostnames, ["a.example", "b.example"]);
+  assert.equal(load('[tls]\ncert_mode = "Manual"', { dev: true }).config.tls!.dangerousHttpOnly, true);
+});
+
+Deno.test("validateConfig() requires [tls] for enable_quic_addr_discovery", () => {
+  assertConfigError(() => load("enable_quic_addr_discovery = true"), "enable_quic_addr_discovery", /tls/);
+  const { warnings } = load('enable_quic_addr_discovery = true\n[tls]\ncert_mode = "Manual"');
+  assert.ok(warnings.some((w) => w.startsWith("enable_quic_addr_discovery:")));
+});
+
+Deno.test("validateConfig() warns about unknown keys at every level and keeps going", () => {
+  const { warnings, config } = load(`
+    frobnicate = 1
+    enable_stun = false
+    [limits]
+    accept_conn_limit = 1.0
+    bogus = true
+    [limits.client.rx]
+    bytes_per_second = 10
+    typo_burst = 1
+    [tls]
+    cert_mode = "Manual"
+    contact = "me@example.org"
+    extra = "x"
+  `);
+  assert.equal(config.limits.clientRx?.bytesPerSecond, 10);
+  for (const key of ["frobnicate", "limits.bogus", "limits.client.rx.typo_burst", "tls.extra"]) {
+    assert.ok(warnings.includes(`${key}: unknown key, ignored`), `${key} in ${JSON.stringify(warnings)}`);
+  }
+  for (const known of ["enable_stun", "tls.contact", "limits.accept_conn_limit"]) {
+    assert.ok(!warnings.some((w) => w.startsWith(`${known}: unknown`)), known);
+  }
+});
+
+Deno.test("validateConfig() warns that STUN is not served when enable_stun is set to true", () => {
+  assert.ok(load("enable_stun = true").warnings.some((w) => w.startsWith("enable_stun:")));
+  assert.deepEqual(load("enable_stun = false").warnings, []);
+});
+
+Deno.test("validateConfig() names the key of a bad bind address", async (t) => {
+  const cases: [string, string][] = [
+    ['http_bind_addr = "nope"', "http_bind_addr"],
+    ['http_bind_addr = "127.0.0.1"', "http_bind_addr"],
+    ['http_bind_addr = "127.0.0.1:70000"', "http_bind_addr"],
+    ['http_bind_addr = "::1:80"', "http_bind_addr"],
+    ["http_bind_addr = 80", "http_bind_addr"],
+    ['metrics_bind_addr = "[::1]"', "metrics_bind_addr"],
+    ['stun_bind_addr = "x"', "stun_bind_addr"],
+    ['[tls]\ncert_mode = "Manual"\nhttps_bind_addr = "localhost"', "tls.https_bind_addr"],
+    ['[tls]\ncert_mode = "Manual"\nquic_bind_addr = ":7842"', "tls.quic_bind_addr"],
+  ];
+  for (const [toml, key] of cases) {
+    await t.step(toml, () => assertConfigError(() => load(toml), key));
+  }
+});
+
+Deno.test("parseBindAddr() reads IPv4, bracketed IPv6 and host names; formatBindAddr() writes them back", () => {
+  for (
+    const [text, want] of [
+      ["127.0.0.1:3340", { hostname: "127.0.0.1", port: 3340 }],
+      ["[::]:80", { hostname: "::", port: 80 }],
+      ["[fe80::1%eth0]:443", { hostname: "fe80::1%eth0", port: 443 }],
+      ["0.0.0.0:0", { hostname: "0.0.0.0", port: 0 }],
+    ] as const
+  ) {
+    assert.deepEqual(parseBindAddr(text, "k"), want);
+    assert.equal(formatBindAddr(want), text);
+  }
+});
+
+Deno.test("configFromText() turns a TOML syntax error into one ConfigError line naming the file", () => {
+  assert.throws(() => load("access = [unclosed"), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.key, "test.toml");
+    assert.ok(!e.message.includes("\n"));
+    return true;
+  });
+});
+
+Deno.test("validateConfig() reads key_cache_capacity and refuses negative values", () => {
+  assert.equal(load("key_cache_capacity = 10").config.keyCacheCapacity, 10);
+  assertConfigError(() => load("key_cache_capacity = -1"), "key_cache_capacity");
+});
+
+Deno.test("validateConfig() makes proxy mode use the upstream's login verdict", () => {
+  const proxy = '[imap]\nmode = "proxy"\n[imap.upstream]\nhost = "127.0.0.1"\n';
+  assert.equal(load(proxy).config.imap!.login, "upstream");
+  assertConfigError(
+    () => load(proxy.replace('mode = "proxy"', 'mode = "proxy"\nlogin = "any"')),
+    "imap.login",
+    /use "upstream"/,
+  );
+  const hash = "pbkdf2-sha256$100000$AAECAwQFBgcICQoLDA0ODw==$V/LC8HOXSNUWQZsGKohGZjI8WD6krhZVBKgfe1PGKgk=";
+  assertConfigError(
+    () =>
+      load(proxy.replace('mode = "proxy"', 'mode = "proxy"\nlogin = "users"') + `[imap.users]\nalice = "${hash}"\n`),
+    "imap.login",
+    /logs users in at the upstream/,
+  );
+});
