@@ -81,7 +81,9 @@ export function parseArgs(args: string[]): Cli {
   const cli: Cli = { command: "run", dev: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
-    const [flag, inline] = a.startsWith("--") && a.includes("=") ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)] : [a, undefined];
+    const [flag, inline] = a.startsWith("--") && a.includes("=")
+      ? [a.slice(0, a.indexOf("=")), a.slice(a.indexOf("=") + 1)]
+      : [a, undefined];
     const value = (): string => {
       const v = inline ?? args[++i];
       if (v === undefined || v === "") throw new UsageError(`${flag} needs a value`);
@@ -129,7 +131,9 @@ export function parseArgs(args: string[]): Cli {
         );
     }
   }
-  if (cli.command === "check-config" && cli.configPath === undefined) throw new UsageError("check-config needs --config FILE");
+  if (cli.command === "check-config" && cli.configPath === undefined) {
+    throw new UsageError("check-config needs --config FILE");
+  }
   if (cli.command === "run" && cli.configPath === undefined && !cli.dev) {
     throw new UsageError("no configuration: pass --config FILE, or --dev for built-in defaults (see --help)");
   }
@@ -147,7 +151,9 @@ function hostname(): string {
 /** Loads the config the command line names (or the `--dev` defaults). */
 export async function configFor(cli: Cli): Promise<{ config: Config; warnings: string[] }> {
   const env = { env: Deno.env.toObject(), dev: cli.dev, hostname: hostname() };
-  const loaded = cli.configPath !== undefined ? await loadConfig(cli.configPath, env) : configFromText("", "defaults", env);
+  const loaded = cli.configPath !== undefined
+    ? await loadConfig(cli.configPath, env)
+    : configFromText("", "defaults", env);
   if (cli.logLevel) loaded.config.log.level = cli.logLevel;
   if (cli.logFormat) loaded.config.log.format = cli.logFormat;
   return loaded;

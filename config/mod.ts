@@ -25,7 +25,11 @@ export * from "./schema.ts";
  * @param env environment, `--dev`, host name
  * @throws {ConfigError}
  */
-export function configFromText(text: string, source: string, env: SchemaEnv = {}): { config: Config; warnings: string[] } {
+export function configFromText(
+  text: string,
+  source: string,
+  env: SchemaEnv = {},
+): { config: Config; warnings: string[] } {
   let doc: Record<string, unknown>;
   try {
     doc = parse(text) as Record<string, unknown>;

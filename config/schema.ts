@@ -228,7 +228,9 @@ class Reader {
     const v = this.raw(k);
     if (v === undefined) return undefined;
     const n = typeof v === "bigint" ? Number(v) : v;
-    if (typeof n !== "number" || !Number.isFinite(n)) throw new ConfigError(this.key(k), `expected a number, got ${show(v)}`);
+    if (typeof n !== "number" || !Number.isFinite(n)) {
+      throw new ConfigError(this.key(k), `expected a number, got ${show(v)}`);
+    }
     if (opts.min !== undefined && n < opts.min) throw new ConfigError(this.key(k), `must be at least ${opts.min}`);
     return n;
   }
@@ -348,7 +350,11 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
         if (burst !== undefined && bps === undefined) {
           throw new ConfigError("limits.client.rx.max_burst_bytes", "needs limits.client.rx.bytes_per_second");
         }
-        if (bps !== undefined) limits.clientRx = burst === undefined ? { bytesPerSecond: bps } : { bytesPerSecond: bps, maxBurstBytes: burst };
+        if (bps !== undefined) {
+          limits.clientRx = burst === undefined
+            ? { bytesPerSecond: bps }
+            : { bytesPerSecond: bps, maxBurstBytes: burst };
+        }
       }
     }
   }
@@ -385,7 +391,9 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
   }
   if (enableQuicAddrDiscovery) {
     if (!tls) throw new ConfigError("enable_quic_addr_discovery", "requires a [tls] section");
-    warnings.push("enable_quic_addr_discovery: QUIC address discovery is not served by this relay; clients fall back to /ping probes");
+    warnings.push(
+      "enable_quic_addr_discovery: QUIC address discovery is not served by this relay; clients fall back to /ping probes",
+    );
   }
   if (enableStun && r.has("enable_stun")) {
     warnings.push("enable_stun: STUN is not served by this relay; set enable_stun = false to silence this");
@@ -421,11 +429,17 @@ function readAccess(r: Reader, env: Record<string, string | undefined>): AccessC
   if (v === undefined || v === "everyone") {
     access = { mode: "everyone" };
   } else if (typeof v === "string") {
-    throw new ConfigError("access", `expected "everyone" or a table (allowlist, denylist, http, shared_token), got "${v}"`);
+    throw new ConfigError(
+      "access",
+      `expected "everyone" or a table (allowlist, denylist, http, shared_token), got "${v}"`,
+    );
   } else if (isTable(v)) {
     const variants = Object.keys(v);
     if (variants.length !== 1) {
-      throw new ConfigError("access", `expected exactly one of allowlist, denylist, http, shared_token; got ${variants.join(", ") || "none"}`);
+      throw new ConfigError(
+        "access",
+        `expected exactly one of allowlist, denylist, http, shared_token; got ${variants.join(", ") || "none"}`,
+      );
     }
     const kind = variants[0]!;
     const a = new Reader(v, "access");
@@ -469,7 +483,10 @@ function readAccess(r: Reader, env: Record<string, string | undefined>): AccessC
         break;
       }
       default:
-        throw new ConfigError(`access.${kind}`, "unknown access mode: expected allowlist, denylist, http or shared_token");
+        throw new ConfigError(
+          `access.${kind}`,
+          "unknown access mode: expected allowlist, denylist, http or shared_token",
+        );
     }
   } else {
     throw new ConfigError("access", `expected "everyone" or a table, got ${show(v)}`);
@@ -582,8 +599,12 @@ function readImap(
   }
   const defaultLogin = mode === "proxy" ? "upstream" : users.size > 0 ? "users" : "any";
   const login = i.oneOf("login", ["any", "users", "upstream"] as const, defaultLogin);
-  if (login === "users" && users.size === 0) throw new ConfigError("imap.login", `"users" needs at least one entry in [imap.users]`);
-  if (login === "upstream" && mode !== "proxy") throw new ConfigError("imap.login", `"upstream" only works with mode = "proxy"`);
+  if (login === "users" && users.size === 0) {
+    throw new ConfigError("imap.login", `"users" needs at least one entry in [imap.users]`);
+  }
+  if (login === "upstream" && mode !== "proxy") {
+    throw new ConfigError("imap.login", `"upstream" only works with mode = "proxy"`);
+  }
   // The proxy relays LOGIN/AUTHENTICATE to the upstream untouched, so the upstream decides;
   // a second, local check would need credentials of its own.
   if (mode === "proxy" && login !== "upstream") {

@@ -149,7 +149,12 @@ Deno.test("validateConfig() refuses bad access values, naming the key", async (t
     ["two modes", `access.allowlist = []\naccess.denylist = []`, "access"],
     ["unknown mode table", "access.whitelist = []", "access.whitelist"],
     ["invalid id", 'access.allowlist = ["nothex"]', "access.allowlist[0]"],
-    ["small-order id", `access.denylist = ["${keyHex(ID1)}", "${"0".repeat(64)}"]`, "access.denylist[1]"],
+    // y = 2 is not on the curve, so no public key has this encoding.
+    [
+      "id that is not a curve point",
+      `access.denylist = ["${keyHex(ID1)}", "02${"0".repeat(62)}"]`,
+      "access.denylist[1]",
+    ],
     ["ids not a list", 'access.allowlist = "abc"', "access.allowlist"],
     ["http without url", 'access.http.bearer_token = "x"', "access.http.url"],
     ["http url not a URL", 'access.http.url = "not a url"', "access.http.url"],

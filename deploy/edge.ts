@@ -24,7 +24,9 @@ import { RelayCore } from "../relay/relay_core.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const path = Deno.env.get("RELAY_CONFIG");
-const { config, warnings } = path ? await loadConfig(path, { env: Deno.env.toObject() }) : configFromText("", "defaults");
+const { config, warnings } = path
+  ? await loadConfig(path, { env: Deno.env.toObject() })
+  : configFromText("", "defaults");
 const log = createLogger({ level: config.log.level, format: config.log.format }).child("relay");
 for (const w of warnings) log.warn(`config ${w}`);
 

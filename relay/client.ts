@@ -185,7 +185,8 @@ export class Client {
     this.pingAfter = core.opts.pingAfterMs + Math.floor(core.random(1)[0]! / 256 * 4000) + 1000;
     const rx = core.opts.clientRx;
     if (rx) {
-      const burst = rx.maxBurstBytes ?? (this.gen.name === "0.35" ? rx.bytesPerSecond : Math.max(1, rx.bytesPerSecond / 10));
+      const burst = rx.maxBurstBytes ??
+        (this.gen.name === "0.35" ? rx.bytesPerSecond : Math.max(1, rx.bytesPerSecond / 10));
       this.#bucket = new ByteBucket(rx.bytesPerSecond, burst, now);
     }
   }
@@ -206,7 +207,9 @@ export class Client {
 
   /** Label for logs: connection id and key prefix. */
   get label(): string {
-    return `conn ${this.connId}${this.key.length ? ` ${keyShort(this.key)}` : ""} (${this.gen.name} ${this.info.framing})`;
+    return `conn ${this.connId}${
+      this.key.length ? ` ${keyShort(this.key)}` : ""
+    } (${this.gen.name} ${this.info.framing})`;
   }
 
   /**
@@ -308,7 +311,7 @@ export class Client {
       if (!r.ok) {
         core.metrics.c.authFailures++;
         // A key that is not a curve point is a decode error upstream: no reply.
-        if (r.reply === "deny" && core.isValidKey((msg as V1Msg & { type: "ClientAuth" }).publicKey)) {
+        if (r.reply === "deny" && core.isCurvePoint((msg as V1Msg & { type: "ClientAuth" }).publicKey)) {
           this.#refuse({ type: "ServerDeniesAuth", reason: r.reason }, `handshake: ${r.reason}`);
         } else {
           this.close(`handshake: ${r.reason}`);

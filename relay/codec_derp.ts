@@ -199,7 +199,9 @@ export function decodeDerp(type: number, payload: Uint8Array): DerpMsg {
       const name = type === DerpFrame.SendPacket ? "SendPacket" : "RecvPacket";
       expectMin(name, payload, KEY_LEN);
       if (payload.length - KEY_LEN > MAX_PACKET_SIZE) {
-        throw new RangeError(`Invalid ${name} frame: packet of ${payload.length - KEY_LEN} bytes exceeds ${MAX_PACKET_SIZE}`);
+        throw new RangeError(
+          `Invalid ${name} frame: packet of ${payload.length - KEY_LEN} bytes exceeds ${MAX_PACKET_SIZE}`,
+        );
       }
       const key = payload.subarray(0, KEY_LEN);
       const packet = payload.subarray(KEY_LEN);

@@ -17,7 +17,8 @@ export const SECURITY_HEADERS: readonly [string, string][] = [
   ],
 ];
 
-const ROOT_HTML = '<html><body>\n<h1>Iroh Relay</h1>\n<p>\n  This is an <a href="https://iroh.computer/">Iroh</a> Relay server.\n</p>\n';
+const ROOT_HTML =
+  '<html><body>\n<h1>Iroh Relay</h1>\n<p>\n  This is an <a href="https://iroh.computer/">Iroh</a> Relay server.\n</p>\n';
 
 /** Captive-portal challenge header pairs: 0.35 (Tailscale names) and 1.x. */
 const CHALLENGES: readonly [string, string][] = [

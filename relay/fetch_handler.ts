@@ -7,7 +7,7 @@
  * answered through this API and gets a 400 that says so.
  */
 
-import { relayEndpoint, SECURITY_HEADERS, type HealthInfo } from "./endpoints.ts";
+import { type HealthInfo, relayEndpoint, SECURITY_HEADERS } from "./endpoints.ts";
 import { DERP, V1, V2 } from "./generation.ts";
 import {
   checkClientAuthHeader,

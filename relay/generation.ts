@@ -11,14 +11,8 @@
  * {@link V2} (iroh 1.x subprotocols `iroh-relay-v1` / `iroh-relay-v2`).
  */
 
-import {
-  decodeDerp,
-  type DerpMsg,
-  derpFrameType,
-  derpPayloadLen,
-  derpWritePayload,
-} from "./codec_derp.ts";
-import { decodeV1Payload, readV1Type, type V1Msg, v1FrameType, v1PayloadLen, v1WritePayload } from "./codec_v1.ts";
+import { decodeDerp, derpFrameType, type DerpMsg, derpPayloadLen, derpWritePayload } from "./codec_derp.ts";
+import { decodeV1Payload, readV1Type, v1FrameType, type V1Msg, v1PayloadLen, v1WritePayload } from "./codec_v1.ts";
 import { KEY_LEN, MAX_PACKET_SIZE, RelayStatus } from "./frame_type.ts";
 
 /** What the relay core does with one frame from an authenticated client. */

@@ -97,7 +97,9 @@ const CLIENT_AUTH_HEADER_LEN = KEY_LEN + 1 + 64 + 16;
  *
  * @throws {SyntaxError} not base64url or not that layout (upstream drops the connection)
  */
-export function parseClientAuthHeader(value: string): { publicKey: Uint8Array; signature: Uint8Array; suffix: Uint8Array } {
+export function parseClientAuthHeader(
+  value: string,
+): { publicKey: Uint8Array; signature: Uint8Array; suffix: Uint8Array } {
   if (!/^[A-Za-z0-9_-]*$/.test(value)) throw new SyntaxError(`Invalid ${CLIENT_AUTH_HEADER}: not base64url`);
   let bytes: Uint8Array;
   try {

@@ -100,7 +100,8 @@ export function parseRequestHead(buf: Uint8Array): { head: RequestHead; length: 
     // absolute-form (proxies): keep only path and query
     const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*(.*)$/.exec(target);
     if (!m) throw new HttpError(400, "Malformed request target");
-    pathAndQuery = m[1] || "/";
+    // "http://host?q" has an empty path, which means "/" (RFC 9112 §3.2.2).
+    pathAndQuery = m[1]!.startsWith("/") ? m[1]! : `/${m[1]}`;
   }
   const q = pathAndQuery.indexOf("?");
   const path = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);

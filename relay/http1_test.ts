@@ -114,6 +114,12 @@ Deno.test("parseRequestHead() keeps only the path and query of an absolute-form 
   assert.equal(parse("GET http://[::1]:80/ping HTTP/1.1\r\n\r\n").head.path, "/ping");
 });
 
+Deno.test("regression: an absolute-form target with a query but no path means path /", () => {
+  const { head } = parse("GET http://h?q=1 HTTP/1.1\r\n\r\n");
+  assert.equal(head.path, "/");
+  assert.equal(head.query, "q=1");
+});
+
 Deno.test("header() returns the first value of a lowercased name", () => {
   const { head: h } = parse("GET / HTTP/1.1\r\nX-A: 1\r\nx-a: 2\r\n\r\n");
   assert.equal(header(h, "x-a"), "1");

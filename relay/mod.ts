@@ -26,7 +26,7 @@
 import { type Config, formatBindAddr } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { HealthInfo } from "./endpoints.ts";
-import { type RelayOptions, RelayCore } from "./relay_core.ts";
+import { RelayCore, type RelayOptions } from "./relay_core.ts";
 import { serveListener, type TransportContext } from "./transport_tcp.ts";
 
 export { RelayCore } from "./relay_core.ts";
@@ -100,7 +100,10 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
   };
   const useTls = cfg.tls !== undefined && !cfg.tls.dangerousHttpOnly;
   const accept = cfg.limits.acceptConnLimit !== undefined
-    ? { perSecond: cfg.limits.acceptConnLimit, burst: cfg.limits.acceptConnBurst ?? Math.max(1, Math.ceil(cfg.limits.acceptConnLimit)) }
+    ? {
+      perSecond: cfg.limits.acceptConnLimit,
+      burst: cfg.limits.acceptConnBurst ?? Math.max(1, Math.ceil(cfg.limits.acceptConnLimit)),
+    }
     : undefined;
   const serve = (l: Deno.Listener, ctx: TransportContext) => {
     listeners.push(l);
@@ -126,8 +129,10 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
     if (cfg.enableMetrics) {
       const ma = cfg.metricsBindAddr;
       const relayAddr = useTls ? cfg.tls!.httpsBindAddr : cfg.httpBindAddr;
-      if (ma.port !== 0 && (ma.port === relayAddr.port || ma.port === cfg.httpBindAddr.port) &&
-        (ma.hostname === relayAddr.hostname || ma.hostname === "::" || relayAddr.hostname === "::")) {
+      if (
+        ma.port !== 0 && (ma.port === relayAddr.port || ma.port === cfg.httpBindAddr.port) &&
+        (ma.hostname === relayAddr.hostname || ma.hostname === "::" || relayAddr.hostname === "::")
+      ) {
         throw new Error(`metrics_bind_addr ${formatBindAddr(ma)} conflicts with the relay listener`);
       }
     }
@@ -162,7 +167,9 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
     await service.close();
     throw e;
   }
-  if (service.httpAddr) log?.info(`relay listening on http://${formatBindAddr(service.httpAddr)}${useTls ? " (captive portal only)" : ""}`);
+  if (service.httpAddr) {
+    log?.info(`relay listening on http://${formatBindAddr(service.httpAddr)}${useTls ? " (captive portal only)" : ""}`);
+  }
   if (service.httpsAddr) log?.info(`relay listening on https://${formatBindAddr(service.httpsAddr)}`);
   if (service.metricsAddr) log?.info(`metrics on http://${formatBindAddr(service.metricsAddr)}/metrics`);
   return service;

@@ -72,7 +72,7 @@ export function parseKeyText(text: string): Uint8Array {
   } else {
     throw new SyntaxError(`Invalid endpoint id "${text}": expected 64 hex or 52 base32 characters`);
   }
-  if (!isValidKey(out)) throw new SyntaxError(`Invalid endpoint id "${text}": not an Ed25519 public key`);
+  if (!isCurvePoint(out)) throw new SyntaxError(`Invalid endpoint id "${text}": not an Ed25519 public key`);
   return out;
 }
 
@@ -199,12 +199,14 @@ export function isNonCanonicalPoint(p: Uint8Array): boolean {
 }
 
 /**
- * True if `key` is a usable Ed25519 public key: 32 bytes, canonical, a point
- * on the curve, and not of small order. Costs one point decompression
- * (~40 µs), so callers cache the answer.
+ * True if `key` decodes as an Ed25519 public key the way upstream's
+ * `PublicKey::from_bytes` decodes it: 32 bytes that decompress to a curve
+ * point. Weak (small-order) points pass here, as upstream; signature
+ * verification refuses them. Costs one point decompression (~40 µs), so
+ * callers cache the answer.
  */
-export function isValidKey(key: Uint8Array): boolean {
-  if (key.length !== KEY_LEN || isSmallOrder(key) || isNonCanonicalPoint(key)) return false;
+export function isCurvePoint(key: Uint8Array): boolean {
+  if (key.length !== KEY_LEN) return false;
   try {
     ed25519.Point.fromBytes(key);
     return true;
@@ -214,7 +216,7 @@ export function isValidKey(key: Uint8Array): boolean {
 }
 
 /**
- * Remembers which keys were checked with {@link isValidKey}, up to a bound
+ * Remembers which keys were checked with {@link isCurvePoint}, up to a bound
  * (`key_cache_capacity`), so a busy sender does not pay a decompression per
  * packet. Eviction is oldest-first; the cache is only an optimisation.
  */
@@ -231,7 +233,7 @@ export class KeyValidityCache {
   isValid(id: string, key: Uint8Array): boolean {
     const hit = this.#known.get(id);
     if (hit !== undefined) return hit;
-    const ok = isValidKey(key);
+    const ok = isCurvePoint(key);
     if (this.#capacity > 0) {
       if (this.#known.size >= this.#capacity) {
         this.#known.delete(this.#known.keys().next().value!);

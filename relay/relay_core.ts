@@ -10,14 +10,14 @@
  * timeout covers half-sent requests too.
  */
 
-import { type AccessConfig, accessPolicy, type AccessPolicy } from "./access.ts";
+import { type AccessConfig, type AccessPolicy, accessPolicy } from "./access.ts";
 import { Client, type ConnInfo, type FrameSender, PING_AFTER_MS } from "./client.ts";
 import { Clients, type KeyEntry } from "./clients.ts";
 import { verifyStrict } from "./ed25519.ts";
 import type { VerifyFn } from "./handshake.ts";
 import { type Logger, silentLogger } from "../log/mod.ts";
 import { RelayMetrics } from "./metrics.ts";
-import { keyFromId, keyId, KeyValidityCache, keyShort } from "./public_key.ts";
+import { keyFromId, keyId, keyShort, KeyValidityCache } from "./public_key.ts";
 
 /** Tunables of the core. Defaults follow upstream. */
 export interface RelayOptions {
@@ -159,8 +159,8 @@ export class RelayCore {
     }
   }
 
-  /** True if `key` is a strong Ed25519 point (cached). */
-  isValidKey(key: Uint8Array): boolean {
+  /** True if `key` decodes as an Ed25519 point (cached), as upstream's frame decoder requires. */
+  isCurvePoint(key: Uint8Array): boolean {
     return this.#keyCache.isValid(keyId(key), key);
   }
 
@@ -294,4 +294,3 @@ export class RelayCore {
     return [...this.#clients.entries()].map((e) => keyFromId(e.active.id));
   }
 }
-

@@ -32,8 +32,8 @@ import {
   isRelayPath,
   parseRequestHead,
   presentedToken,
-  type RequestHead,
   requestBodyLength,
+  type RequestHead,
   serializeResponse,
   wantsClose,
   WsVersionError,
@@ -42,13 +42,13 @@ import { ByteBucket } from "./rate_limit.ts";
 import type { RelayCore } from "./relay_core.ts";
 import {
   closePayload,
-  WsClose,
+  writeWsHeader,
   wsAccept,
+  WsClose,
+  wsHeaderLen,
   WsOpcode,
   WsProtocolError,
   WsReader,
-  writeWsHeader,
-  wsHeaderLen,
 } from "./ws_frame.ts";
 
 /** The socket surface this transport needs; `Deno.Conn` and `Deno.TlsConn` have it. */
@@ -275,13 +275,22 @@ async function upgrade(
     gen = DERP;
     sender = new StreamSender(conn, "derp");
   } else {
-    headers.push(["Upgrade", "websocket"], ["Connection", "upgrade"], ["Sec-WebSocket-Accept", await wsAccept(up.wsKey)]);
+    headers.push(["Upgrade", "websocket"], ["Connection", "upgrade"], [
+      "Sec-WebSocket-Accept",
+      await wsAccept(up.wsKey),
+    ]);
     gen = up.generation === "0.35" ? DERP : up.version === 2 ? V2 : V1;
     if (gen.subprotocol) headers.push(["Sec-WebSocket-Protocol", gen.subprotocol]);
     sender = new StreamSender(conn, "websocket");
   }
   headers.push(...SECURITY_HEADERS);
-  await writeAll(conn, serializeResponse({ status: 101, headers }));
+  try {
+    await writeAll(conn, serializeResponse({ status: 101, headers }));
+  } catch {
+    // The peer left before the 101: this socket is no longer watched by the establish timeout.
+    closeQuietly(conn);
+    return;
+  }
   const token = presentedToken(head);
   const client = core.accept(sender, {
     gen,

@@ -109,7 +109,10 @@ export class WsReader {
       const masked = (b1 & 0x80) !== 0;
       if ((b0 & 0x70) !== 0) throw new WsProtocolError(WsClose.ProtocolError, "Reserved bits set without an extension");
       if (masked !== this.#opts.expectMasked) {
-        throw new WsProtocolError(WsClose.ProtocolError, masked ? "Server frame is masked" : "Client frame is not masked");
+        throw new WsProtocolError(
+          WsClose.ProtocolError,
+          masked ? "Server frame is masked" : "Client frame is not masked",
+        );
       }
       let len = b1 & 0x7f;
       let hdr = 2;
@@ -174,7 +177,9 @@ export class WsReader {
         this.#fragLen = 0;
         return { kind: "message", binary, data: whole };
       }
-      if (this.#fragOpcode >= 0) throw new WsProtocolError(WsClose.ProtocolError, "New message inside a fragmented one");
+      if (this.#fragOpcode >= 0) {
+        throw new WsProtocolError(WsClose.ProtocolError, "New message inside a fragmented one");
+      }
       if (!fin) {
         this.#fragOpcode = opcode;
         this.#appendFragment(data);

@@ -13,7 +13,14 @@
  */
 
 import { ed25519 } from "@noble/curves/ed25519";
-import { CLIENT_INFO_MAGIC, decodeDerp, type DerpMsg, DerpFrameReader, encodeDerp, encodeDerpWs } from "../../relay/codec_derp.ts";
+import {
+  CLIENT_INFO_MAGIC,
+  decodeDerp,
+  DerpFrameReader,
+  type DerpMsg,
+  encodeDerp,
+  encodeDerpWs,
+} from "../../relay/codec_derp.ts";
 import { decodeV1, encodeV1, type V1Msg } from "../../relay/codec_v1.ts";
 import { challengeMessage } from "../../relay/handshake.ts";
 import { encodeWsFrame, WsOpcode, WsReader } from "../../relay/ws_frame.ts";
@@ -63,7 +70,11 @@ export function clientInfo(secret: Uint8Array, version = 3): DerpMsg {
 
 /** A 1.x ClientAuth answering `challenge`, signed by `secret`. */
 export function clientAuth(secret: Uint8Array, challenge: Uint8Array): V1Msg {
-  return { type: "ClientAuth", publicKey: publicKeyOf(secret), signature: ed25519.sign(challengeMessage(challenge), secret) };
+  return {
+    type: "ClientAuth",
+    publicKey: publicKeyOf(secret),
+    signature: ed25519.sign(challengeMessage(challenge), secret),
+  };
 }
 
 /** Response head of the upgrade. */
@@ -117,7 +128,9 @@ export class TestRelayClient {
       req += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n";
       req += `Sec-WebSocket-Key: ${crypto.getRandomValues(new Uint8Array(16)).toBase64()}\r\n`;
       if (this.kind !== "ws035") {
-        req += `Sec-WebSocket-Protocol: ${opts.protocols ?? (this.kind === "v2" ? "iroh-relay-v2, iroh-relay-v1" : "iroh-relay-v1")}\r\n`;
+        req += `Sec-WebSocket-Protocol: ${
+          opts.protocols ?? (this.kind === "v2" ? "iroh-relay-v2, iroh-relay-v1" : "iroh-relay-v1")
+        }\r\n`;
       }
     }
     for (const [k, v] of Object.entries(opts.headers ?? {})) req += `${k}: ${v}\r\n`;
@@ -227,7 +240,11 @@ export class TestRelayClient {
       while (this.#queue.length) {
         const m = this.#queue.shift()!;
         if (m.type === "Ping" && skip.includes("Ping")) {
-          await this.sendMsg(this.kind === "derp" || this.kind === "ws035" ? { type: "Pong", data: (m as { data: Uint8Array }).data } : { type: "Pong", data: (m as { data: Uint8Array }).data });
+          await this.sendMsg(
+            this.kind === "derp" || this.kind === "ws035"
+              ? { type: "Pong", data: (m as { data: Uint8Array }).data }
+              : { type: "Pong", data: (m as { data: Uint8Array }).data },
+          );
           continue;
         }
         if (skip.includes(m.type)) continue;
@@ -279,8 +296,9 @@ export class TestRelayClient {
 
   /** Sends a datagram to `dst`. */
   async send(dst: Uint8Array, data: Uint8Array): Promise<void> {
-    if (this.kind === "derp" || this.kind === "ws035") await this.sendMsg({ type: "SendPacket", dstKey: dst, packet: data });
-    else await this.sendMsg({ type: "ClientToRelayDatagram", dstKey: dst, ecn: 0, contents: data });
+    if (this.kind === "derp" || this.kind === "ws035") {
+      await this.sendMsg({ type: "SendPacket", dstKey: dst, packet: data });
+    } else await this.sendMsg({ type: "ClientToRelayDatagram", dstKey: dst, ecn: 0, contents: data });
   }
 
   /** Waits for the next datagram; returns source and payload. */
@@ -289,7 +307,9 @@ export class TestRelayClient {
     for (;;) {
       const m = await this.next(Math.max(1, deadline - Date.now()));
       if (m.type === "RecvPacket") return { src: m.srcKey, data: m.packet };
-      if (m.type === "RelayToClientDatagram" || m.type === "RelayToClientDatagramBatch") return { src: m.srcKey, data: m.contents };
+      if (m.type === "RelayToClientDatagram" || m.type === "RelayToClientDatagramBatch") {
+        return { src: m.srcKey, data: m.contents };
+      }
     }
   }
 
@@ -341,9 +361,20 @@ export class TestRelayClient {
  * For 1.x it waits for ServerConfirmsAuth; for 0.35 it sends ClientInfo
  * and returns at once, as the real client does.
  */
-export async function connectClient(port: number, kind: ClientKind, opts: ConnectOptions = {}): Promise<TestRelayClient> {
+export async function connectClient(
+  port: number,
+  kind: ClientKind,
+  opts: ConnectOptions = {},
+): Promise<TestRelayClient> {
   const conn = opts.tlsHostname
-    ? await Deno.connectTls({ hostname: "127.0.0.1", port, ...(opts.caCerts ? { caCerts: opts.caCerts } : {}), serverName: opts.tlsHostname } as Deno.ConnectTlsOptions)
+    ? await Deno.connectTls(
+      {
+        hostname: "127.0.0.1",
+        port,
+        ...(opts.caCerts ? { caCerts: opts.caCerts } : {}),
+        serverName: opts.tlsHostname,
+      } as Deno.ConnectTlsOptions,
+    )
     : await Deno.connect({ hostname: "127.0.0.1", port });
   // Like the iroh clients (spec §8): no Nagle delay on small frames.
   if (!opts.tlsHostname) (conn as Deno.TcpConn).setNoDelay(true);

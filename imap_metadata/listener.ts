@@ -1,0 +1,262 @@
+/**
+ * @module
+ * The socket side of the IMAP listener: the accept loop with the session
+ * cap, and the standalone session loop (read → {@link CommandParser} →
+ * {@link step} → write). Proxy sessions are handed to `proxy.ts`.
+ *
+ * Per session:
+ * - over `max_sessions`: `* BYE`, close (the accept loop never waits on it);
+ * - login and idle deadlines from {@link SessionTimer}; a timeout writes
+ *   `* BYE` and closes;
+ * - password checks run here (WebCrypto PBKDF2), and a failed login waits
+ *   `failed_login_delay` before the `NO`;
+ * - a broken or hostile client only ever ends its own session: every error
+ *   is caught per connection.
+ *
+ * Credentials are never logged: only command names, at debug level.
+ */
+
+import type { ImapConfig } from "../config/mod.ts";
+import type { Logger } from "../log/mod.ts";
+import { closeQuietly, SessionTimer, sleep, within, Writer } from "./conn.ts";
+import { encodeReplies, type Reply } from "./encoder.ts";
+import type { ImapMetrics } from "./metrics.ts";
+import { CommandParser, type ParseEvent } from "./parser.ts";
+import { verifyPassword } from "./password.ts";
+import {
+  greeting,
+  initialState,
+  type SessionConfig,
+  type SessionInput,
+  type SessionState,
+  step,
+  tooManySessions,
+} from "./session.ts";
+
+/** Read buffer per session, bytes: big enough for core's commands in one read, small for idle sessions. */
+const READ_BUFFER = 16 * 1024;
+/** Consecutive BAD replies before a standalone session is closed. */
+export const MAX_ERRORS = 20;
+/** How long the BYE to a refused connection may take before we just close, ms. */
+const REFUSE_WRITE_MS = 1000;
+
+/** What every session of the service shares. */
+export interface ListenerContext {
+  /** `[imap]`. */
+  config: ImapConfig;
+  /** Component logger. */
+  log: Logger;
+  /** Counters. */
+  metrics: ImapMetrics;
+  /** Serves one accepted connection (standalone or proxy); resolves when it ends. */
+  serve(conn: Deno.Conn, remote: string, signal: AbortSignal): Promise<void>;
+}
+
+/** Open sessions of a service, so `close()` can end them. */
+export class SessionSet {
+  readonly #open = new Map<Deno.Conn, { abort: AbortController; done: Promise<void> }>();
+
+  /** Number of open sessions. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /** Registers a running session. */
+  add(conn: Deno.Conn, abort: AbortController, done: Promise<void>): void {
+    this.#open.set(conn, { abort, done });
+    done.finally(() => this.#open.delete(conn));
+  }
+
+  /** Aborts and closes every session; resolves when all have ended. */
+  async closeAll(): Promise<void> {
+    const all = [...this.#open.entries()];
+    for (const [conn, s] of all) {
+      s.abort.abort();
+      closeQuietly(conn);
+    }
+    await Promise.allSettled(all.map(([, s]) => s.done));
+  }
+}
+
+function remoteOf(conn: Deno.Conn): string {
+  const a = conn.remoteAddr;
+  return a.transport === "tcp" ? `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}` : "?";
+}
+
+/**
+ * Accepts connections until the listener closes.
+ * @returns when the listener is closed
+ */
+export async function acceptLoop(listener: Deno.Listener, ctx: ListenerContext, sessions: SessionSet): Promise<void> {
+  for (;;) {
+    let conn: Deno.Conn;
+    try {
+      conn = await listener.accept();
+    } catch (e) {
+      if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
+      ctx.log.warn(`accept failed: ${(e as Error).message}`);
+      // Out of descriptors and the like: back off instead of spinning.
+      await sleep(100);
+      continue;
+    }
+    try {
+      (conn as Deno.TcpConn).setNoDelay?.(true);
+    } catch {
+      // not TCP, or already gone
+    }
+    const abort = new AbortController();
+    // Count served sessions only: connections being refused (a BYE in flight) must not push the count up further.
+    if (ctx.metrics.active >= ctx.config.limits.maxSessions) {
+      ctx.metrics.c.sessionsRefused++;
+      sessions.add(conn, abort, refuse(conn, abort.signal));
+      continue;
+    }
+    ctx.metrics.c.sessions++;
+    ctx.metrics.active++;
+    const remote = remoteOf(conn);
+    const done = ctx.serve(conn, remote, abort.signal)
+      .catch((e) => ctx.log.error(`session ${remote}: ${(e as Error).message}`))
+      .finally(() => {
+        ctx.metrics.active--;
+        closeQuietly(conn);
+      });
+    sessions.add(conn, abort, done);
+  }
+}
+
+/** Says BYE to a connection over the cap, without waiting long for a slow peer. */
+async function refuse(conn: Deno.Conn, signal: AbortSignal): Promise<void> {
+  await within(new Writer(conn, signal).write(encodeReplies([tooManySessions()])), REFUSE_WRITE_MS);
+  closeQuietly(conn);
+}
+
+/** How the standalone session checks a password (`login = users`). */
+export type LoginChecker = (user: string, password: string) => Promise<boolean>;
+
+/** Checks against `[imap.users]`; unknown users simply fail (the failed-login delay hides the timing). */
+export function usersChecker(users: ReadonlyMap<string, string>): LoginChecker {
+  return (user, password) => {
+    const hash = users.get(user);
+    return hash === undefined ? Promise.resolve(false) : verifyPassword(password, hash);
+  };
+}
+
+function toInput(ev: Exclude<ParseEvent, { type: "need-more" }>): SessionInput {
+  switch (ev.type) {
+    case "command":
+      return { type: "command", command: ev.command };
+    case "line":
+      return { type: "line", text: ev.text };
+    case "continue":
+      return { type: "continue" };
+    case "error":
+      return { type: "parse-error", tag: ev.tag, message: ev.message, fatal: ev.fatal };
+  }
+}
+
+function countReplies(m: ImapMetrics, replies: readonly Reply[]): void {
+  for (const r of replies) if ((r.type === "tagged" || r.type === "untagged") && r.status === "BAD") m.c.badCommands++;
+}
+
+/**
+ * Serves one standalone session until LOGOUT, a timeout, a fatal error, EOF
+ * or `signal`.
+ */
+export async function serveStandalone(
+  conn: Deno.Conn,
+  remote: string,
+  signal: AbortSignal,
+  ctx: ListenerContext & { session: SessionConfig; checkLogin: LoginChecker },
+): Promise<void> {
+  const { config, metrics: m, log } = ctx;
+  const limits = config.limits;
+  const writer = new Writer(conn, signal);
+  const parser = new CommandParser({ maxLineBytes: limits.maxLineBytes, maxLiteralBytes: limits.maxLiteralBytes });
+  let state: SessionState = initialState();
+  let closed = false;
+  const finish = () => {
+    if (closed) return;
+    closed = true;
+    timer.stop();
+    closeQuietly(conn);
+  };
+  const timer = new SessionTimer(limits, (reason) => {
+    m.c.timeouts++;
+    log.debug(`session ${remote}: ${reason} timeout`);
+    const out = step(ctx.session, state, { type: "timeout", reason });
+    state = out.state;
+    // Best effort: a peer that does not read gets closed when the write cannot finish quickly.
+    within(writer.write(encodeReplies(out.replies)), REFUSE_WRITE_MS).finally(finish);
+  });
+  signal.addEventListener("abort", finish, { once: true });
+
+  /** Applies one input; returns false when the session is over. */
+  const apply = async (input: SessionInput): Promise<boolean> => {
+    let out = step(ctx.session, state, input);
+    state = out.state;
+    countReplies(m, out.replies);
+    await writer.write(encodeReplies(out.replies));
+    if (out.checkLogin) {
+      const { user, password } = out.checkLogin;
+      let ok = false;
+      try {
+        ok = await ctx.checkLogin(user, password);
+      } catch (e) {
+        log.warn(`session ${remote}: password check failed: ${(e as Error).message}`);
+      }
+      if (closed) return false;
+      if (!ok) {
+        m.c.loginsFailed++;
+        await sleep(limits.failedLoginDelayMs, signal);
+        if (closed) return false;
+      }
+      out = step(ctx.session, state, { type: "login-result", ok });
+      state = out.state;
+      await writer.write(encodeReplies(out.replies));
+    }
+    if (out.expectLine) parser.expectLine();
+    return !out.close && !writer.failed && !closed;
+  };
+
+  let wasAuthenticated = false;
+  try {
+    await writer.write(encodeReplies([greeting()]));
+    const buf = new Uint8Array(READ_BUFFER);
+    for (;;) {
+      if (closed) return;
+      const n = await conn.read(buf);
+      if (n === null) return;
+      timer.activity();
+      parser.push(buf.subarray(0, n));
+      for (;;) {
+        const ev = parser.next();
+        if (ev.type === "need-more") break;
+        if (ev.type === "command") {
+          m.c.commands++;
+          if (ev.command.name === "GETMETADATA") m.c.getmetadata++;
+          log.debug(`session ${remote}: ${ev.command.name}`);
+        }
+        if (ev.type === "error" && /too (long|large)/.test(ev.message)) m.c.limitErrors++;
+        const keep = await apply(toInput(ev));
+        const authed = state.phase === "authenticated" || state.phase === "selected";
+        if (authed && !wasAuthenticated) {
+          wasAuthenticated = true;
+          m.c.loginsOk++;
+          timer.authenticated();
+        }
+        if (!keep) {
+          await writer.idle();
+          return;
+        }
+      }
+    }
+  } catch (e) {
+    if (!closed) {
+      m.c.sessionErrors++;
+      log.debug(`session ${remote}: ${(e as Error).message}`);
+    }
+  } finally {
+    signal.removeEventListener("abort", finish);
+    finish();
+  }
+}

@@ -1,0 +1,586 @@
+/**
+ * @module
+ * Pure push parser for IMAP client commands (RFC 3501 §9, RFC 9051 §9):
+ * bytes in, events out. No sockets, timers or `Deno.*`.
+ *
+ * Flow:
+ * - {@link CommandParser.push} appends what the socket delivered;
+ * - {@link CommandParser.next} returns one event at a time: a complete
+ *   {@link Command}, `continue` (a synchronizing literal `{n}` was accepted:
+ *   the transport answers `+ `), a raw `line` (after
+ *   {@link CommandParser.expectLine}, for AUTHENTICATE responses and IDLE's
+ *   DONE), an `error`, or `need-more`.
+ *
+ * Limits are checked before anything is allocated: a line longer than
+ * `maxLineBytes` or a literal larger than `maxLiteralBytes` (summed over one
+ * command) is an `error`. After an error the parser resynchronises at the
+ * next line when it can (`fatal: false`); when the client is already sending
+ * a non-synchronizing literal `{n+}` we cannot afford to read, it reports
+ * `fatal: true` and the transport closes the connection.
+ *
+ * Liberal where real clients differ from the RFC: bare LF ends a line,
+ * several spaces between tokens are fine, `{n+}` (LITERAL+) and `~{n}`
+ * (literal8) are accepted although we do not advertise them, 8-bit bytes in
+ * quoted strings are read as UTF-8.
+ */
+
+/** Size limits of one command. */
+export interface ParserLimits {
+  /** Longest line (without CRLF), bytes; the text of all lines of one command counts together. */
+  maxLineBytes: number;
+  /** Largest total of literal bytes in one command. */
+  maxLiteralBytes: number;
+}
+
+/** An atom, a number or `NIL` (compare case-insensitively). */
+export interface AtomToken {
+  /** Discriminant. */
+  type: "atom";
+  /** The atom text as sent. */
+  value: string;
+}
+
+/** A quoted string or a literal. */
+export interface StringToken {
+  /** Discriminant. */
+  type: "string";
+  /** Decoded text (UTF-8, escapes undone). */
+  value: string;
+  /** True if it came as `{n}` (or `{n+}`, `~{n}`). */
+  literal: boolean;
+}
+
+/** A parenthesized list. */
+export interface ListToken {
+  /** Discriminant. */
+  type: "list";
+  /** Items in order. */
+  items: Token[];
+}
+
+/** One argument of a command. */
+export type Token = AtomToken | StringToken | ListToken;
+
+/** A complete client command. */
+export interface Command {
+  /** The client's tag, as sent. */
+  tag: string;
+  /** Command name, upper-cased (`UID FETCH` is `UID` with `FETCH` as first argument). */
+  name: string;
+  /** Arguments after the name. */
+  args: Token[];
+}
+
+/** What {@link CommandParser.next} returns. */
+export type ParseEvent =
+  | { type: "command"; command: Command }
+  | { type: "line"; text: string }
+  | { type: "continue" }
+  | { type: "error"; tag: string | null; message: string; fatal: boolean }
+  | { type: "need-more" };
+
+/** Longest `~{4294967295+}` announcement we look for at a line end. */
+const MAX_ANNOUNCEMENT = 16;
+/** Literal sizes above this are not representable as 32-bit (RFC 3501 `number`). */
+const MAX_NUMBER = 0xffffffff;
+
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+const DQUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const LPAREN = 0x28;
+const RPAREN = 0x29;
+
+/** A literal announced at the end of a line. */
+export interface LiteralAnnouncement {
+  /** Announced size, bytes (may exceed any limit: check before allocating). */
+  size: number;
+  /** False for `{n+}`: the client sends the bytes without waiting for `+`. */
+  sync: boolean;
+  /** Where the announcement (`{`, or `~` of literal8) starts in the line. */
+  start: number;
+}
+
+/**
+ * Finds a literal announcement (`{n}`, `{n+}`, `~{n}`) at the end of a line
+ * (CRLF already removed).
+ *
+ * @returns the announcement, or null if the line does not end with one
+ */
+export function literalAtEnd(line: Uint8Array): LiteralAnnouncement | null {
+  let i = line.length - 1;
+  if (i < 2 || line[i] !== 0x7d /* } */) return null;
+  i--;
+  let sync = true;
+  if (line[i] === 0x2b /* + */) {
+    sync = false;
+    i--;
+  }
+  const digitsEnd = i + 1;
+  while (i >= 0 && line[i]! >= 0x30 && line[i]! <= 0x39) i--;
+  const digits = digitsEnd - (i + 1);
+  if (digits === 0 || i < 0 || line[i] !== 0x7b /* { */) return null;
+  let size = 0;
+  for (let k = i + 1; k < digitsEnd; k++) size = size * 10 + (line[k]! - 0x30);
+  // More than 10 digits cannot be a valid number; report it as huge so limits reject it.
+  if (digits > 10) size = Number.MAX_SAFE_INTEGER;
+  const start = i > 0 && line[i - 1] === 0x7e /* ~ */ ? i - 1 : i;
+  return { size, sync, start };
+}
+
+/** A piece of one command: text of a line (announcement cut off) or literal bytes. */
+type Part = { text: Uint8Array } | { literal: Uint8Array };
+
+const decoder = new TextDecoder();
+
+/**
+ * Incremental IMAP command parser. One per connection.
+ *
+ * @example
+ * ```ts
+ * import { CommandParser } from "./parser.ts";
+ * const p = new CommandParser({ maxLineBytes: 8192, maxLiteralBytes: 8192 });
+ * p.push(new TextEncoder().encode('a1 LOGIN {5}\r\n'));
+ * if (p.next().type !== "continue") throw new Error("want +");
+ * p.push(new TextEncoder().encode('alice "pw"\r\n'));
+ * const ev = p.next();
+ * if (ev.type !== "command" || ev.command.name !== "LOGIN") throw new Error("no command");
+ * ```
+ */
+export class CommandParser {
+  readonly #limits: ParserLimits;
+  /** Unconsumed input. */
+  #buf: Uint8Array = new Uint8Array(0);
+  /** Where to resume the LF search in {@link #buf}. */
+  #scanFrom = 0;
+  /** Pieces of the command being assembled. */
+  #parts: Part[] = [];
+  #textBytes = 0;
+  #literalBytes = 0;
+  /** Literal being filled. */
+  #literal: { buf: Uint8Array; filled: number } | null = null;
+  /** Bytes still to discard (skipping a rejected non-synchronizing literal). */
+  #skipLiteral = 0;
+  /** Discarding up to the next LF (after an overlong line). */
+  #skipLine = false;
+  /** Last bytes of a skipped line, to spot a literal announced at its end. */
+  #skipTail: Uint8Array = new Uint8Array(0);
+  /** Next line is raw (AUTHENTICATE response, IDLE's DONE). */
+  #rawLine = false;
+  #fatal = false;
+
+  /** @param limits line and literal limits */
+  constructor(limits: ParserLimits) {
+    this.#limits = limits;
+  }
+
+  /** Bytes received and not yet consumed (for tests and the proxy hand-back). */
+  get buffered(): number {
+    return this.#buf.length;
+  }
+
+  /** True while a command is partly received (a timeout then means a half-sent command). */
+  get midCommand(): boolean {
+    return this.#parts.length > 0 || this.#literal !== null || this.#buf.length > 0;
+  }
+
+  /** True between commands: nothing half-parsed and nothing being skipped (the proxy may take over the stream). */
+  get idle(): boolean {
+    return this.#parts.length === 0 && this.#literal === null && this.#skipLiteral === 0 && !this.#skipLine &&
+      !this.#fatal;
+  }
+
+  /** Appends received bytes. */
+  push(chunk: Uint8Array): void {
+    if (this.#fatal || chunk.length === 0) return;
+    if (this.#buf.length === 0) {
+      this.#buf = chunk.slice();
+      return;
+    }
+    const b = new Uint8Array(this.#buf.length + chunk.length);
+    b.set(this.#buf);
+    b.set(chunk, this.#buf.length);
+    this.#buf = b;
+  }
+
+  /** Makes the next complete line come back raw, as a `line` event. */
+  expectLine(): void {
+    this.#rawLine = true;
+  }
+
+  /** Removes and returns every unconsumed byte (the proxy hands them back to its own framer). */
+  takeBuffered(): Uint8Array {
+    const b = this.#buf;
+    this.#buf = new Uint8Array(0);
+    this.#scanFrom = 0;
+    return b;
+  }
+
+  /** Returns the next event. Call until `need-more`. */
+  next(): ParseEvent {
+    for (;;) {
+      if (this.#fatal) return { type: "need-more" };
+      if (this.#skipLiteral > 0) {
+        const n = Math.min(this.#skipLiteral, this.#buf.length);
+        this.#consume(n);
+        this.#skipLiteral -= n;
+        if (this.#skipLiteral > 0) return { type: "need-more" };
+        continue;
+      }
+      if (this.#literal !== null) {
+        const lit = this.#literal;
+        const n = Math.min(lit.buf.length - lit.filled, this.#buf.length);
+        lit.buf.set(this.#buf.subarray(0, n), lit.filled);
+        lit.filled += n;
+        this.#consume(n);
+        if (lit.filled < lit.buf.length) return { type: "need-more" };
+        this.#parts.push({ literal: lit.buf });
+        this.#literal = null;
+        continue;
+      }
+      if (this.#skipLine) {
+        const ev = this.#skipToLineEnd();
+        if (ev) return ev;
+        continue;
+      }
+      const lf = this.#buf.indexOf(LF, this.#scanFrom);
+      const room = this.#limits.maxLineBytes - this.#textBytes;
+      if (lf < 0) {
+        this.#scanFrom = this.#buf.length;
+        // +1: a CR waiting for its LF does not count against the limit.
+        if (this.#buf.length > room + 1) {
+          const tag = this.#rawLine ? null : this.#tagOf(this.#buf);
+          this.#rawLine = false;
+          this.#resetCommand();
+          this.#skipLine = true;
+          return { type: "error", tag, message: "Line too long", fatal: false };
+        }
+        return { type: "need-more" };
+      }
+      const end = lf > 0 && this.#buf[lf - 1] === CR ? lf - 1 : lf;
+      const line = this.#buf.slice(0, end);
+      this.#consume(lf + 1);
+      if (this.#rawLine) {
+        this.#rawLine = false;
+        if (line.length > this.#limits.maxLineBytes) {
+          return { type: "error", tag: null, message: "Line too long", fatal: false };
+        }
+        return { type: "line", text: decoder.decode(line) };
+      }
+      if (line.length > room) {
+        const tag = this.#tagOf(this.#parts.length ? this.#firstText() : line);
+        this.#resetCommand();
+        return this.#afterRejectedLine(line, { type: "error", tag, message: "Line too long", fatal: false });
+      }
+      if (line.length === 0 && this.#parts.length === 0) continue; // stray empty line: ignore, like most servers
+      const ann = literalAtEnd(line);
+      if (ann === null) {
+        this.#parts.push({ text: line });
+        const parts = this.#parts;
+        this.#resetCommand();
+        try {
+          return { type: "command", command: tokenizeCommand(parts) };
+        } catch (e) {
+          if (!(e instanceof CommandSyntaxError)) throw e;
+          return { type: "error", tag: e.tag, message: e.message, fatal: false };
+        }
+      }
+      if (this.#literalBytes + ann.size > this.#limits.maxLiteralBytes) {
+        const tag = this.#tagOf(this.#parts.length ? this.#firstText() : line);
+        this.#resetCommand();
+        return this.#afterRejectedLine(line, {
+          type: "error",
+          tag,
+          message: `Literal too large: at most ${this.#limits.maxLiteralBytes} bytes`,
+          fatal: false,
+        });
+      }
+      this.#textBytes += line.length;
+      this.#literalBytes += ann.size;
+      this.#parts.push({ text: line.subarray(0, ann.start) });
+      this.#literal = { buf: new Uint8Array(ann.size), filled: 0 };
+      if (ann.sync) return { type: "continue" };
+    }
+  }
+
+  /**
+   * After rejecting a complete line: a synchronizing literal at its end is
+   * never sent (the client waits for `+`), a small non-synchronizing one is
+   * skipped, a large one makes the stream unrecoverable.
+   */
+  #afterRejectedLine(line: Uint8Array, ev: ParseEvent & { type: "error" }): ParseEvent {
+    const ann = literalAtEnd(line);
+    if (ann !== null && !ann.sync) {
+      if (ann.size > this.#limits.maxLiteralBytes || ann.size > MAX_NUMBER) {
+        this.#fatal = true;
+        return { ...ev, fatal: true };
+      }
+      this.#skipLiteral = ann.size;
+    }
+    return ev;
+  }
+
+  /** Discards input up to the next LF; returns an event only when the stream is lost. */
+  #skipToLineEnd(): ParseEvent | null {
+    const lf = this.#buf.indexOf(LF);
+    if (lf < 0) {
+      const all = this.#buf;
+      const tail = new Uint8Array(Math.min(MAX_ANNOUNCEMENT, this.#skipTail.length + all.length));
+      const joined = new Uint8Array(this.#skipTail.length + all.length);
+      joined.set(this.#skipTail);
+      joined.set(all, this.#skipTail.length);
+      tail.set(joined.subarray(joined.length - tail.length));
+      this.#skipTail = tail;
+      this.#consume(all.length);
+      return { type: "need-more" };
+    }
+    const end = lf > 0 && this.#buf[lf - 1] === CR ? lf - 1 : lf;
+    const last = new Uint8Array(this.#skipTail.length + end);
+    last.set(this.#skipTail);
+    last.set(this.#buf.subarray(0, end), this.#skipTail.length);
+    this.#consume(lf + 1);
+    this.#skipLine = false;
+    this.#skipTail = new Uint8Array(0);
+    const ann = literalAtEnd(last.subarray(Math.max(0, last.length - MAX_ANNOUNCEMENT)));
+    if (ann !== null && !ann.sync) {
+      if (ann.size > this.#limits.maxLiteralBytes) {
+        this.#fatal = true;
+        return { type: "error", tag: null, message: "Literal too large", fatal: true };
+      }
+      this.#skipLiteral = ann.size;
+    }
+    return null;
+  }
+
+  #firstText(): Uint8Array {
+    const p = this.#parts[0];
+    return p && "text" in p ? p.text : new Uint8Array(0);
+  }
+
+  /** The tag at the start of `line`, if it looks like one. */
+  #tagOf(line: Uint8Array): string | null {
+    let i = 0;
+    while (i < line.length && i < 64 && isTagChar(line[i]!)) i++;
+    if (i === 0 || (i < line.length && line[i] !== SP)) return null;
+    return decoder.decode(line.subarray(0, i));
+  }
+
+  #consume(n: number): void {
+    this.#buf = this.#buf.subarray(n);
+    this.#scanFrom = Math.max(0, this.#scanFrom - n);
+    if (this.#buf.length === 0) {
+      this.#buf = new Uint8Array(0);
+      this.#scanFrom = 0;
+    }
+  }
+
+  #resetCommand(): void {
+    this.#parts = [];
+    this.#textBytes = 0;
+    this.#literalBytes = 0;
+    this.#literal = null;
+  }
+}
+
+/** A command that frames correctly but does not tokenize. */
+export class CommandSyntaxError extends SyntaxError {
+  /** The tag, if it could be read. */
+  readonly tag: string | null;
+  /** @param tag the command's tag or null; @param message what is wrong */
+  constructor(tag: string | null, message: string) {
+    super(message);
+    this.name = "CommandSyntaxError";
+    this.tag = tag;
+  }
+}
+
+/** ATOM-CHAR (RFC 3501): any CHAR except atom-specials. `]` is allowed in astrings and tags. */
+export function isAtomChar(c: number): boolean {
+  return c > 0x20 && c < 0x7f && c !== LPAREN && c !== RPAREN && c !== 0x7b && c !== DQUOTE && c !== BACKSLASH &&
+    c !== 0x25 && c !== 0x2a;
+}
+
+/** A tag character: ASTRING-CHAR except `+`. */
+function isTagChar(c: number): boolean {
+  return isAtomChar(c) && c !== 0x2b;
+}
+
+/**
+ * Characters of a bare argument. Wider than ATOM-CHAR so LIST patterns
+ * (`*`, `%`), sequence sets (`1:*`) and FETCH sections (`BODY[TEXT]`) read
+ * as one atom; brackets nest so `BODY[HEADER.FIELDS (A B)]` stays whole.
+ */
+function isBareChar(c: number): boolean {
+  return c > 0x20 && c < 0x7f && c !== LPAREN && c !== RPAREN && c !== DQUOTE && c !== 0x7b;
+}
+
+/** Walks the parts of one command. */
+class Cursor {
+  readonly parts: Part[];
+  part = 0;
+  pos = 0;
+  constructor(parts: Part[]) {
+    this.parts = parts;
+  }
+
+  /** Current text part, or null at a literal or the end. */
+  text(): Uint8Array | null {
+    const p = this.parts[this.part];
+    return p && "text" in p ? p.text : null;
+  }
+
+  /** Byte at the cursor in the current text part, or -1 at its end. */
+  peek(): number {
+    const t = this.text();
+    return t && this.pos < t.length ? t[this.pos]! : -1;
+  }
+
+  /** True at the end of a text part followed by a literal. */
+  atLiteral(): boolean {
+    const t = this.text();
+    if (t === null) return this.parts[this.part] !== undefined;
+    if (this.pos < t.length) return false;
+    const next = this.parts[this.part + 1];
+    return next !== undefined && "literal" in next;
+  }
+
+  /** Takes the literal following the current text part. */
+  takeLiteral(): Uint8Array {
+    const t = this.text();
+    if (t !== null) this.part++;
+    const p = this.parts[this.part] as { literal: Uint8Array };
+    this.part++;
+    this.pos = 0;
+    return p.literal;
+  }
+
+  atEnd(): boolean {
+    const t = this.text();
+    return t !== null && this.pos >= t.length && this.part === this.parts.length - 1;
+  }
+}
+
+/**
+ * Tokenizes the parts of one framed command into tag, name and arguments.
+ * @throws {CommandSyntaxError}
+ */
+function tokenizeCommand(parts: Part[]): Command {
+  const c = new Cursor(parts);
+  const first = c.text()!;
+  let i = 0;
+  while (i < first.length && isTagChar(first[i]!)) i++;
+  if (i === 0 || (i < first.length && first[i] !== SP)) throw new CommandSyntaxError(null, "Invalid tag");
+  const tag = decoder.decode(first.subarray(0, i));
+  c.pos = i;
+  if (c.peek() !== SP) throw new CommandSyntaxError(tag, "Missing command");
+  skipSpaces(c);
+  const nameStart = c.pos;
+  while (c.peek() >= 0 && isCommandNameChar(c.peek())) c.pos++;
+  if (c.pos === nameStart) throw new CommandSyntaxError(tag, "Missing command");
+  if (c.peek() >= 0 && c.peek() !== SP) throw new CommandSyntaxError(tag, "Invalid command name");
+  const name = decoder.decode(first.subarray(nameStart, c.pos)).toUpperCase();
+  const args: Token[] = [];
+  try {
+    for (;;) {
+      if (c.atEnd()) break;
+      if (!c.atLiteral()) {
+        if (c.peek() !== SP) throw new SyntaxError("Expected a space between arguments");
+        skipSpaces(c);
+        if (c.atEnd()) break; // trailing spaces: liberal
+      }
+      args.push(readToken(c, 0));
+    }
+  } catch (e) {
+    if (e instanceof SyntaxError) throw new CommandSyntaxError(tag, e.message);
+    throw e;
+  }
+  return { tag, name, args };
+}
+
+function isCommandNameChar(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e ||
+    c === 0x5f;
+}
+
+function skipSpaces(c: Cursor): void {
+  while (c.peek() === SP) c.pos++;
+}
+
+/** Deepest list nesting we accept; protects the recursion. */
+const MAX_DEPTH = 32;
+
+/** Reads one token at the cursor. @throws {SyntaxError} */
+function readToken(c: Cursor, depth: number): Token {
+  if (c.atLiteral()) {
+    return { type: "string", value: decoder.decode(c.takeLiteral()), literal: true };
+  }
+  const ch = c.peek();
+  if (ch === DQUOTE) return readQuoted(c);
+  if (ch === LPAREN) {
+    if (depth >= MAX_DEPTH) throw new SyntaxError("Lists nested too deeply");
+    c.pos++;
+    const items: Token[] = [];
+    for (;;) {
+      if (c.peek() === RPAREN) {
+        c.pos++;
+        return { type: "list", items };
+      }
+      if (items.length > 0 && !c.atLiteral()) {
+        if (c.peek() !== SP) throw new SyntaxError("Expected a space or ) in a list");
+        skipSpaces(c);
+        if (c.peek() === RPAREN) continue;
+      }
+      if (c.peek() < 0 && !c.atLiteral()) throw new SyntaxError("Unterminated list");
+      items.push(readToken(c, depth + 1));
+    }
+  }
+  if (ch < 0) throw new SyntaxError("Missing argument");
+  if (!isBareChar(ch)) throw new SyntaxError(`Unexpected character 0x${ch.toString(16).padStart(2, "0")}`);
+  const t = c.text()!;
+  const start = c.pos;
+  let brackets = 0;
+  for (;;) {
+    const b = c.peek();
+    if (b < 0) break;
+    if (b === 0x5b /* [ */) brackets++;
+    else if (b === 0x5d /* ] */ && brackets > 0) brackets--;
+    else if (brackets === 0 && !isBareChar(b)) break;
+    else if (brackets > 0 && (b < 0x20 || b === 0x7f)) break;
+    c.pos++;
+  }
+  if (brackets > 0) throw new SyntaxError("Unterminated [");
+  return { type: "atom", value: decoder.decode(t.subarray(start, c.pos)) };
+}
+
+function readQuoted(c: Cursor): StringToken {
+  c.pos++;
+  const out: number[] = [];
+  for (;;) {
+    const b = c.peek();
+    if (b < 0) throw new SyntaxError("Unterminated quoted string");
+    c.pos++;
+    if (b === DQUOTE) break;
+    if (b === BACKSLASH) {
+      const e = c.peek();
+      if (e !== DQUOTE && e !== BACKSLASH) throw new SyntaxError("Invalid escape in quoted string");
+      out.push(e);
+      c.pos++;
+      continue;
+    }
+    if (b === 0) throw new SyntaxError("NUL in quoted string");
+    out.push(b);
+  }
+  return { type: "string", value: decoder.decode(Uint8Array.from(out)), literal: false };
+}
+
+/** The text of an atom or string token, or null for a list. */
+export function tokenText(t: Token | undefined): string | null {
+  if (t === undefined || t.type === "list") return null;
+  return t.value;
+}
+
+/** True for an atom equal to `word`, ignoring case. */
+export function isAtom(t: Token | undefined, word: string): boolean {
+  return t !== undefined && t.type === "atom" && t.value.toUpperCase() === word.toUpperCase();
+}
