@@ -37,7 +37,13 @@ export function configFromText(
     const msg = (e as Error).message.split("\n")[0] ?? "invalid TOML";
     throw new ConfigError(source, `invalid TOML: ${msg}`);
   }
-  return validateConfig(doc, env);
+  try {
+    return validateConfig(doc, env);
+  } catch (e) {
+    // Name the file too: an operator may have several configs.
+    if (e instanceof ConfigError) throw new ConfigError(e.key, e.problem, source);
+    throw e;
+  }
 }
 
 /**

@@ -150,11 +150,17 @@ export interface Config {
 export class ConfigError extends Error {
   /** Dotted key path, e.g. `limits.client.rx.bytes_per_second`. */
   readonly key: string;
-  /** @param key dotted path; @param message problem */
-  constructor(key: string, message: string) {
-    super(`${key}: ${message}`);
+  /** What is wrong with it. */
+  readonly problem: string;
+  /** Config file the key is in, when known. */
+  readonly file: string | undefined;
+  /** @param key dotted path; @param problem what is wrong; @param file where */
+  constructor(key: string, problem: string, file?: string) {
+    super(file !== undefined && file !== key ? `${file}: ${key}: ${problem}` : `${key}: ${problem}`);
     this.name = "ConfigError";
     this.key = key;
+    this.problem = problem;
+    this.file = file;
   }
 }
 

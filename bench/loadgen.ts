@@ -1,0 +1,607 @@
+/**
+ * @module
+ * Load generator child process (`deno run bench/loadgen.ts '<json spec>'`).
+ * It owns both ends of every flow, so senders and receivers share one clock
+ * and one count, and it reports JSON-line events on stdout for `main.ts`:
+ * `ready`, `measure-start`, `measure-end`, `result` (or `error`).
+ *
+ * Modes:
+ * - `forward`: N sender→receiver pairs push datagrams as fast as a bounded
+ *   window allows: per pair, sent − highest-received-sequence ≤ `window`.
+ *   Only delivered datagrams count. A datagram dropped by the server does not
+ *   stall the pair (later ones advance the window); if the whole window is
+ *   lost, the pair gives it up after {@link STALL_MS} and counts it as lost.
+ * - `latency`: datagrams at a fixed total rate, each its own write, carrying
+ *   the send time; the receiver records `now − sent` (one-way, same clock).
+ * - `handshake`: a connect storm: `concurrency` workers each connect,
+ *   authenticate, wait for proof of registration and close, until `total`
+ *   handshakes or `maxMs`.
+ * - `capacity`: connects `count` idle clients and holds them; on stdin
+ *   `check` it sends one datagram across sampled pairs and reports delivery;
+ *   on `exit` it closes everything.
+ *
+ * Every loop is bounded in count and in time.
+ */
+
+import { cpuSeconds } from "./_proc.ts";
+import {
+  contentsOffset,
+  datagramFrameLen,
+  dial,
+  type Identity,
+  type Kind,
+  type LeanConn,
+  newIdentity,
+  writeDatagramFrame,
+} from "./_wire.ts";
+
+/** A pair with no progress for this long gives up its window (counted as lost), ms. */
+const STALL_MS = 1000;
+/** Most datagrams written in one write call by a `forward` sender. */
+const MAX_BATCH = 64;
+/** Longest wait for one connection's handshake, ms. */
+const DIAL_TIMEOUT_MS = 10_000;
+/** How long probes may take to get through before a pair is declared broken, ms. */
+const PROBE_TIMEOUT_MS = 10_000;
+
+/** `forward` spec. */
+export interface ForwardSpec {
+  /** Process whose CPU time is read at the edges of the measuring window. */
+  serverPid?: number;
+  mode: "forward";
+  port: number;
+  kind: Kind;
+  pairs: number;
+  /** Most datagrams in flight per pair. */
+  window: number;
+  /** Datagram contents, bytes. */
+  payload: number;
+  warmupMs: number;
+  measureMs: number;
+}
+
+/** `latency` spec. */
+export interface LatencySpec {
+  /** Process whose CPU time is read at the edges of the measuring window. */
+  serverPid?: number;
+  mode: "latency";
+  port: number;
+  kind: Kind;
+  pairs: number;
+  /** Total datagrams per second over all pairs. */
+  rate: number;
+  payload: number;
+  warmupMs: number;
+  measureMs: number;
+}
+
+/** `handshake` spec. */
+export interface HandshakeSpec {
+  /** Process whose CPU time is read at the edges of the measuring window. */
+  serverPid?: number;
+  mode: "handshake";
+  port: number;
+  total: number;
+  concurrency: number;
+  maxMs: number;
+}
+
+/** `capacity` spec. */
+export interface CapacitySpec {
+  mode: "capacity";
+  port: number;
+  count: number;
+  concurrency: number;
+  /** Global index of our first client: even indices are 0.35, odd 1.x. */
+  first: number;
+  /** Pairs sampled by `check`. */
+  checkPairs: number;
+}
+
+/** Any spec. */
+export type Spec = ForwardSpec | LatencySpec | HandshakeSpec | CapacitySpec;
+
+function emit(event: string, fields: Record<string, unknown> = {}): void {
+  console.log(JSON.stringify({ event, ...fields }));
+}
+
+/** CPU seconds of the server and of this process, and the time, at one edge of the measuring window. */
+interface Edge {
+  server: number;
+  self: number;
+  at: number;
+}
+
+/** Reads both CPU clocks now (both at the same instant, so the window is exact). */
+function edge(serverPid: number | undefined): Edge {
+  return { server: serverPid ? cpuSeconds(serverPid) : NaN, self: cpuSeconds("self"), at: performance.now() };
+}
+
+/** Result fields for the CPU used between two edges. */
+function cpuFields(a: Edge, b: Edge): Record<string, number> {
+  return { server_cpu_s: b.server - a.server, gen_cpu_s: b.self - a.self, wall_s: (b.at - a.at) / 1000 };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Runs `fn` with a deadline; a late result is abandoned and `onTimeout` cleans up. */
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) => timer = setTimeout(() => rej(new Error(`${what}: timed out after ${ms} ms`)), ms)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Dials with a deadline; a connection that completes after it is closed. */
+function dialBounded(port: number, kind: Kind, opts: Parameters<typeof dial>[2]): Promise<LeanConn> {
+  const p = dial(port, kind, opts);
+  return withTimeout(p, DIAL_TIMEOUT_MS, `${kind} handshake`).catch((e) => {
+    p.then((c) => c.close(), () => {});
+    throw e;
+  });
+}
+
+/** Makes `n` identities, `batch` at a time. */
+async function identities(n: number): Promise<Identity[]> {
+  const out: Identity[] = [];
+  while (out.length < n) {
+    const k = Math.min(256, n - out.length);
+    out.push(...await Promise.all(Array.from({ length: k }, () => newIdentity())));
+  }
+  return out;
+}
+
+/** One flow: a sender connection, a receiver connection and their counters. */
+interface Pair {
+  index: number;
+  tx: LeanConn;
+  rx: LeanConn;
+  /** Receiver key (relay) or id (baseline). */
+  dst: Uint8Array;
+  sent: number;
+  /** Highest sequence number received. */
+  acked: number;
+  received: number;
+  lost: number;
+  probed: boolean;
+  wake: (() => void) | null;
+}
+
+/** Connects `pairs` flows of `kind`: receivers first, so senders never address a missing peer. */
+async function connectPairs(port: number, kind: Kind, pairs: number): Promise<Pair[]> {
+  const relay = kind === "v2" || kind === "derp";
+  const ids = relay ? await identities(2 * pairs) : [];
+  const rxs: LeanConn[] = [];
+  for (let i = 0; i < pairs; i++) {
+    rxs.push(
+      await dialBounded(port, kind, {
+        bufSize: 256 * 1024,
+        confirm: true,
+        ...(relay ? { id: ids[2 * i + 1]! } : { me: 2 * i + 1 }),
+      }),
+    );
+  }
+  const out: Pair[] = [];
+  for (let i = 0; i < pairs; i++) {
+    const tx = await dialBounded(port, kind, {
+      bufSize: 4096,
+      confirm: true,
+      ...(relay ? { id: ids[2 * i]! } : { me: 2 * i, to: 2 * i + 1 }),
+    });
+    // Baselines: the receiver's id in the first 4 bytes of the key field, where baseline_tcp reads it.
+    const dst = relay ? ids[2 * i + 1]!.pub : new Uint8Array(32);
+    if (!relay) new DataView(dst.buffer).setUint32(0, 2 * i + 1);
+    out.push({ index: i, tx, rx: rxs[i]!, dst, sent: 0, acked: 0, received: 0, lost: 0, probed: false, wake: null });
+  }
+  return out;
+}
+
+/** Builds one datagram frame for `pair` with sequence number `seq` (0 = probe). */
+function datagram(kind: Kind, pair: Pair, payload: number, seq: number): Uint8Array {
+  const f = new Uint8Array(datagramFrameLen(kind, payload));
+  const c = writeDatagramFrame(kind, f, 0, pair.dst, payload);
+  const dv = new DataView(f.buffer);
+  dv.setUint32(c, pair.index);
+  dv.setUint32(c + 4, seq);
+  dv.setFloat64(c + 8, performance.now());
+  return f;
+}
+
+/** Sends a probe (seq 0) on every pair until each receiver has seen one. */
+async function probe(kind: Kind, pairs: Pair[], payload: number): Promise<void> {
+  const deadline = performance.now() + PROBE_TIMEOUT_MS;
+  while (pairs.some((p) => !p.probed)) {
+    if (performance.now() > deadline) {
+      const n = pairs.filter((p) => !p.probed).length;
+      throw new Error(`${n} of ${pairs.length} pairs delivered no probe within ${PROBE_TIMEOUT_MS} ms`);
+    }
+    for (const p of pairs) if (!p.probed) await p.tx.write(datagram(kind, p, payload, 0));
+    await sleep(100);
+  }
+}
+
+/** Reads the u32 at `b[i..i+4]`, big-endian. */
+function u32(b: Uint8Array, i: number): number {
+  return ((b[i]! << 24) >>> 0) + (b[i + 1]! << 16) + (b[i + 2]! << 8) + b[i + 3]!;
+}
+
+async function runForward(spec: ForwardSpec): Promise<void> {
+  const { kind, window: W, payload } = spec;
+  const pairs = await connectPairs(spec.port, kind, spec.pairs);
+  const coff = contentsOffset(kind);
+  // Refill when this much of the window is free, so writes carry several datagrams.
+  const refill = Math.max(1, Math.min(32, W >> 2));
+  let delivered = 0;
+  for (const p of pairs) {
+    p.rx.readLoop((_type, b, s, e) => {
+      const c = s + coff;
+      if (e - c < 16) return;
+      const seq = u32(b, c + 4);
+      if (seq === 0) {
+        p.probed = true;
+        return;
+      }
+      p.received++;
+      delivered++;
+      if (seq > p.acked) p.acked = seq;
+      if (p.wake !== null && p.sent - p.acked <= W - refill) {
+        const w = p.wake;
+        p.wake = null;
+        w();
+      }
+    });
+    p.tx.readLoop(() => {});
+  }
+  await probe(kind, pairs, payload);
+  emit("ready", { pairs: pairs.length });
+
+  let running = true;
+  const frameLen = datagramFrameLen(kind, payload);
+  const pump = async (p: Pair) => {
+    const tmpl = new Uint8Array(MAX_BATCH * frameLen);
+    const offs: number[] = [];
+    for (let i = 0; i < MAX_BATCH; i++) offs.push(writeDatagramFrame(kind, tmpl, i * frameLen, p.dst, payload));
+    const dv = new DataView(tmpl.buffer);
+    for (const o of offs) dv.setUint32(o, p.index);
+    let seenAcked = p.acked;
+    let seenAt = performance.now();
+    while (running && !p.tx.closed && !p.rx.closed) {
+      const space = W - (p.sent - p.acked);
+      if (space < refill) {
+        // Woken by the receiver, or by the stall ticker below.
+        await new Promise<void>((r) => p.wake = r);
+        const now = performance.now();
+        if (p.acked !== seenAcked) {
+          seenAcked = p.acked;
+          seenAt = now;
+        } else if (now - seenAt > STALL_MS) {
+          // Everything in flight was dropped: give it up so the pair goes on.
+          p.lost += p.sent - p.acked;
+          p.acked = p.sent;
+          seenAt = now;
+        }
+        continue;
+      }
+      const k = Math.min(space, MAX_BATCH);
+      const ts = performance.now();
+      for (let i = 0; i < k; i++) {
+        dv.setUint32(offs[i]! + 4, ++p.sent);
+        dv.setFloat64(offs[i]! + 8, ts);
+      }
+      await p.tx.write(tmpl.subarray(0, k * frameLen));
+    }
+  };
+  const pumps = pairs.map((p) => pump(p).catch(() => {}));
+  // One shared ticker (not a timer per wait) lets a pair whose window was lost notice the stall.
+  const ticker = setInterval(() => {
+    for (const p of pairs) {
+      const w = p.wake;
+      p.wake = null;
+      w?.();
+    }
+  }, 100);
+  await sleep(spec.warmupMs);
+  const d0 = delivered;
+  const e0 = edge(spec.serverPid);
+  emit("measure-start");
+  await sleep(spec.measureMs);
+  const d1 = delivered;
+  const e1 = edge(spec.serverPid);
+  emit("measure-end");
+  running = false;
+  for (const p of pairs) p.wake?.();
+  await withTimeout(Promise.all(pumps), 5000, "stopping senders").catch(() => {});
+  // Let what is in flight arrive before closing, so the server's drop counter only shows real drops.
+  const drainEnd = performance.now() + 2000;
+  while (pairs.some((p) => p.acked < p.sent && !p.rx.closed) && performance.now() < drainEnd) await sleep(10);
+  clearInterval(ticker);
+  const broken = pairs.filter((p) => p.tx.closed || p.rx.closed).map((p) =>
+    `${p.index}: ${p.rx.endReason || p.tx.endReason}`
+  );
+  for (const p of pairs) {
+    p.tx.close();
+    p.rx.close();
+  }
+  const secs = (e1.at - e0.at) / 1000;
+  emit("result", {
+    datagrams: d1 - d0,
+    seconds: secs,
+    dgram_s: (d1 - d0) / secs,
+    mib_s: ((d1 - d0) * payload) / secs / (1 << 20),
+    lost: pairs.reduce((a, p) => a + p.lost, 0),
+    undelivered: pairs.reduce((a, p) => a + p.sent - p.acked, 0),
+    closed: broken.slice(0, 3),
+    ...cpuFields(e0, e1),
+  });
+}
+
+async function runLatency(spec: LatencySpec): Promise<void> {
+  const { kind, payload } = spec;
+  const pairs = await connectPairs(spec.port, kind, spec.pairs);
+  const coff = contentsOffset(kind);
+  const cap = Math.ceil(spec.rate * (spec.measureMs / 1000) * 1.2) + 1000;
+  const lat = new Float64Array(cap);
+  let n = 0;
+  let windowStart = Infinity;
+  let windowEnd = Infinity;
+  let receivedInWindow = 0;
+  for (const p of pairs) {
+    p.rx.readLoop((_type, b, s, e) => {
+      const now = performance.now();
+      const c = s + coff;
+      if (e - c < 16) return;
+      const seq = u32(b, c + 4);
+      if (seq === 0) {
+        p.probed = true;
+        return;
+      }
+      const sentAt = new DataView(b.buffer, b.byteOffset + c + 8, 8).getFloat64(0);
+      if (sentAt >= windowStart && sentAt < windowEnd) {
+        receivedInWindow++;
+        if (n < cap) lat[n++] = now - sentAt;
+      }
+    });
+    p.tx.readLoop(() => {});
+  }
+  await probe(kind, pairs, payload);
+  emit("ready", { pairs: pairs.length });
+  // One prebuilt frame per pair; each send copies it, since writes complete asynchronously.
+  const tmpls = pairs.map((p) => datagram(kind, p, payload, 1));
+  // Every frame of a kind has the same layout, so one contents offset serves all pairs.
+  const coff0 = writeDatagramFrame(kind, new Uint8Array(datagramFrameLen(kind, payload)), 0, pairs[0]!.dst, payload);
+  const t0 = performance.now();
+  const tEnd = t0 + spec.warmupMs + spec.measureMs;
+  let sent = 0;
+  let sentInWindow = 0;
+  let started = false;
+  let e0: Edge | null = null;
+  for (let now = t0; now < tEnd; now = performance.now()) {
+    if (!started && now >= t0 + spec.warmupMs) {
+      started = true;
+      windowStart = now;
+      windowEnd = tEnd;
+      e0 = edge(spec.serverPid);
+      emit("measure-start");
+    }
+    const due = Math.floor(((now - t0) * spec.rate) / 1000);
+    while (sent < due) {
+      const i = sent % pairs.length;
+      const p = pairs[i]!;
+      const f = tmpls[i]!.slice();
+      const dv = new DataView(f.buffer);
+      dv.setUint32(coff0 + 4, ++p.sent);
+      const ts = performance.now();
+      dv.setFloat64(coff0 + 8, ts);
+      if (ts >= windowStart && ts < windowEnd) sentInWindow++;
+      p.tx.write(f).catch(() => {});
+      sent++;
+    }
+    await sleep(1);
+  }
+  const e1 = edge(spec.serverPid);
+  emit("measure-end");
+  // Let the last datagrams arrive.
+  const drainEnd = performance.now() + 2000;
+  while (receivedInWindow < sentInWindow && performance.now() < drainEnd) await sleep(10);
+  for (const p of pairs) {
+    p.tx.close();
+    p.rx.close();
+  }
+  const sorted = lat.slice(0, n).sort();
+  emit("result", {
+    sent: sentInWindow,
+    received: receivedInWindow,
+    achieved_rate: sentInWindow / ((windowEnd - windowStart) / 1000),
+    p50_ms: quantile(sorted, 0.5),
+    p99_ms: quantile(sorted, 0.99),
+    p999_ms: quantile(sorted, 0.999),
+    max_ms: n ? sorted[n - 1] : NaN,
+    // Raw one-way latencies (µs, in arrival order), so the caller can pool several rounds.
+    samples_us: Array.from(lat.subarray(0, n), (x) => Math.round(x * 1000)),
+    ...cpuFields(e0 ?? e1, e1),
+  });
+}
+
+/** The `q` quantile of sorted `a` (nearest rank), or NaN when empty. */
+export function quantile(a: Float64Array | number[], q: number): number {
+  if (a.length === 0) return NaN;
+  return a[Math.min(a.length - 1, Math.max(0, Math.ceil(q * a.length) - 1))]!;
+}
+
+async function runHandshake(spec: HandshakeSpec): Promise<void> {
+  const tk = performance.now();
+  // Distinct keys, reused only after the pool wraps (long after their connections closed).
+  const pool = await identities(Math.min(spec.total, 4096));
+  const keygenMs = performance.now() - tk;
+  emit("ready", { keys: pool.length, keygen_ms: keygenMs });
+  const lat = new Float64Array(spec.total);
+  let started = 0;
+  let ok = 0;
+  let failed = 0;
+  const errors = new Map<string, number>();
+  const byKind = { derp: 0, v2: 0 };
+  const t0 = performance.now();
+  const deadline = t0 + spec.maxMs;
+  const e0 = edge(spec.serverPid);
+  emit("measure-start");
+  const worker = async () => {
+    while (started < spec.total && performance.now() < deadline) {
+      const i = started++;
+      const kind: Kind = i % 2 === 0 ? "derp" : "v2";
+      const t = performance.now();
+      try {
+        const c = await dialBounded(spec.port, kind, { id: pool[i % pool.length]!, confirm: true, bufSize: 1024 });
+        lat[ok++] = performance.now() - t;
+        byKind[kind as "derp" | "v2"]++;
+        c.close();
+      } catch (e) {
+        failed++;
+        const msg = (e as Error).message;
+        errors.set(msg, (errors.get(msg) ?? 0) + 1);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: spec.concurrency }, worker));
+  const elapsed = (performance.now() - t0) / 1000;
+  const e1 = edge(spec.serverPid);
+  emit("measure-end");
+  const sorted = lat.subarray(0, ok).sort();
+  emit("result", {
+    ok,
+    failed,
+    seconds: elapsed,
+    per_s: ok / elapsed,
+    derp: byKind.derp,
+    v2: byKind.v2,
+    p50_ms: quantile(sorted, 0.5),
+    p99_ms: quantile(sorted, 0.99),
+    errors: [...errors].slice(0, 3).map(([m, k]) => `${k}× ${m}`),
+    ...cpuFields(e0, e1),
+  });
+}
+
+async function runCapacity(spec: CapacitySpec): Promise<void> {
+  const ids = await identities(spec.count);
+  emit("ready", { keys: ids.length });
+  const conns: (LeanConn | null)[] = new Array(spec.count).fill(null);
+  const got = new Set<number>();
+  let next = 0;
+  let failed = 0;
+  const errors = new Map<string, number>();
+  const kindOf = (i: number): Kind => (spec.first + i) % 2 === 0 ? "derp" : "v2";
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < spec.count) {
+      const i = next++;
+      const kind = kindOf(i);
+      try {
+        const c = await dialBounded(spec.port, kind, { id: ids[i]!, confirm: true, bufSize: 1024 });
+        conns[i] = c;
+        const coff = contentsOffset(kind);
+        c.readLoop((_type, b, s, e) => {
+          if (e - s - coff >= 8) got.add(u32(b, s + coff + 4));
+        });
+      } catch (e) {
+        failed++;
+        const msg = (e as Error).message;
+        errors.set(msg, (errors.get(msg) ?? 0) + 1);
+      }
+      if ((i + 1) % 1000 === 0) emit("progress", { done: i + 1 });
+    }
+  };
+  await Promise.all(Array.from({ length: spec.concurrency }, worker));
+  const alive = () => conns.filter((c) => c !== null && !c.closed).length;
+  emit("connected", {
+    ok: spec.count - failed,
+    failed,
+    seconds: (performance.now() - t0) / 1000,
+    errors: [...errors].slice(0, 3).map(([m, k]) => `${k}× ${m}`),
+  });
+  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
+  let buf = "";
+  for await (const chunk of lines) {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const cmd = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (cmd === "check") {
+        emit("checked", await check(spec, conns, ids, kindOf, got, alive()));
+      } else if (cmd === "exit") {
+        for (const c of conns) c?.close();
+        emit("done");
+        return;
+      }
+    }
+  }
+  for (const c of conns) c?.close();
+}
+
+/** Sends one datagram over `checkPairs` sampled pairs covering all four generation combinations. */
+async function check(
+  spec: CapacitySpec,
+  conns: (LeanConn | null)[],
+  ids: Identity[],
+  kindOf: (i: number) => Kind,
+  got: Set<number>,
+  alive: number,
+): Promise<Record<string, unknown>> {
+  const live = conns.map((c, i) => (c !== null && !c.closed ? i : -1)).filter((i) => i >= 0);
+  const byKind = { derp: live.filter((i) => kindOf(i) === "derp"), v2: live.filter((i) => kindOf(i) === "v2") };
+  const combos: [Kind, Kind][] = [["derp", "derp"], ["derp", "v2"], ["v2", "derp"], ["v2", "v2"]];
+  const tokens: number[] = [];
+  let sent = 0;
+  for (let j = 0; j < spec.checkPairs; j++) {
+    const [a, b] = combos[j % 4]!;
+    const from = byKind[a as "derp" | "v2"];
+    const to = byKind[b as "derp" | "v2"];
+    if (from.length === 0 || to.length < 2) continue;
+    const src = from[Math.floor(Math.random() * from.length)]!;
+    let dst = to[Math.floor(Math.random() * to.length)]!;
+    if (dst === src) dst = to[(to.indexOf(dst) + 1) % to.length]!;
+    const token = 1_000_000 + j;
+    const f = new Uint8Array(datagramFrameLen(a, 64));
+    const c = writeDatagramFrame(a, f, 0, ids[dst]!.pub, 64);
+    new DataView(f.buffer).setUint32(c + 4, token);
+    tokens.push(token);
+    conns[src]!.write(f).catch(() => {});
+    sent++;
+  }
+  const deadline = performance.now() + 5000;
+  const delivered = () => tokens.filter((t) => got.has(t)).length;
+  while (delivered() < sent && performance.now() < deadline) await sleep(20);
+  return { sent, delivered: delivered(), alive };
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(Deno.args[0] ?? "{}") as Spec;
+  switch (spec.mode) {
+    case "forward":
+      return await runForward(spec);
+    case "latency":
+      return await runLatency(spec);
+    case "handshake":
+      return await runHandshake(spec);
+    case "capacity":
+      return await runCapacity(spec);
+    default:
+      throw new Error(`Unknown mode in spec: ${Deno.args[0]}`);
+  }
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+    Deno.exit(0);
+  } catch (e) {
+    emit("error", { message: (e as Error).message });
+    Deno.exit(1);
+  }
+}
