@@ -169,6 +169,9 @@ interface Pair {
   /** Highest sequence number received. */
   acked: number;
   received: number;
+  /** Time of the last delivery, and the longest gap between two (fairness), ms. */
+  lastAt: number;
+  maxGap: number;
   lost: number;
   probed: boolean;
   wake: (() => void) | null;
@@ -198,7 +201,20 @@ async function connectPairs(port: number, kind: Kind, pairs: number): Promise<Pa
     // Baselines: the receiver's id in the first 4 bytes of the key field, where baseline_tcp reads it.
     const dst = relay ? ids[2 * i + 1]!.pub : new Uint8Array(32);
     if (!relay) new DataView(dst.buffer).setUint32(0, 2 * i + 1);
-    out.push({ index: i, tx, rx: rxs[i]!, dst, sent: 0, acked: 0, received: 0, lost: 0, probed: false, wake: null });
+    out.push({
+      index: i,
+      tx,
+      rx: rxs[i]!,
+      dst,
+      sent: 0,
+      acked: 0,
+      received: 0,
+      lastAt: 0,
+      maxGap: 0,
+      lost: 0,
+      probed: false,
+      wake: null,
+    });
   }
   return out;
 }
@@ -239,6 +255,7 @@ async function runForward(spec: ForwardSpec): Promise<void> {
   // Refill when this much of the window is free, so writes carry several datagrams.
   const refill = Math.max(1, Math.min(32, W >> 2));
   let delivered = 0;
+  let measuring = false;
   for (const p of pairs) {
     p.rx.readLoop((_type, b, s, e) => {
       const c = s + coff;
@@ -250,6 +267,9 @@ async function runForward(spec: ForwardSpec): Promise<void> {
       }
       p.received++;
       delivered++;
+      const now = performance.now();
+      if (measuring && p.lastAt > 0 && now - p.lastAt > p.maxGap) p.maxGap = now - p.lastAt;
+      p.lastAt = now;
       if (seq > p.acked) p.acked = seq;
       if (p.wake !== null && p.sent - p.acked <= W - refill) {
         const w = p.wake;
@@ -311,7 +331,9 @@ async function runForward(spec: ForwardSpec): Promise<void> {
   const d0 = delivered;
   const e0 = edge(spec.serverPid);
   emit("measure-start");
+  measuring = true;
   await sleep(spec.measureMs);
+  measuring = false;
   const d1 = delivered;
   const e1 = edge(spec.serverPid);
   emit("measure-end");
@@ -337,6 +359,10 @@ async function runForward(spec: ForwardSpec): Promise<void> {
     mib_s: ((d1 - d0) * payload) / secs / (1 << 20),
     lost: pairs.reduce((a, p) => a + p.lost, 0),
     undelivered: pairs.reduce((a, p) => a + p.sent - p.acked, 0),
+    // Exact count after the drain: datagrams sent and never received (a real loss, not a slow window).
+    missing: pairs.reduce((a, p) => a + p.sent - p.received, 0),
+    // Longest wait between two deliveries on any one pair while measuring: starvation shows here.
+    max_gap_ms: Math.round(Math.max(...pairs.map((p) => p.maxGap))),
     closed: broken.slice(0, 3),
     ...cpuFields(e0, e1),
   });

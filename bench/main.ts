@@ -404,8 +404,14 @@ async function pathScenarios(
           f[`${path}_gen_cpu_pct_relay_${n}`] = Math.round((100 * rel.genCpu) / rel.wall);
           f[`${path}_gen_cpu_pct_base_${n}`] = Math.round((100 * bas.genCpu) / bas.wall);
           f[`${path}_relay_dropped_${n}`] = dropped;
-          f[`${path}_lost_${n}`] = num(rel.res.lost) + num(bas.res.lost);
+          // Per side: a window given up after a 1 s stall (CPU starvation or a real loss).
+          f[`${path}_relay_lost_${n}`] = num(rel.res.lost);
+          f[`${path}_base_lost_${n}`] = num(bas.res.lost);
           f[`${path}_undelivered_${n}`] = num(rel.res.undelivered) + num(bas.res.undelivered);
+          f[`${path}_relay_missing_${n}`] = num(rel.res.missing);
+          f[`${path}_relay_max_gap_ms_${n}`] = num(rel.res.max_gap_ms);
+          f[`${path}_base_max_gap_ms_${n}`] = num(bas.res.max_gap_ms);
+          f[`${path}_base_missing_${n}`] = num(bas.res.missing);
         }
         run.fig[`${path}_ratio`] = round(geomean(ratios), 3);
         run.fig[`${path}_ratio_min`] = round(Math.min(...ratios), 3);

@@ -14,9 +14,12 @@
  *
  * Queues (spec §4 "Queues and priority"): packets and control messages, 512
  * each; a full queue drops the new message (tail drop) so a receiver that
- * stops reading never blocks its senders or grows memory. The writer takes
- * control messages first, so pongs are prompt even behind a data backlog,
- * and writes everything queued in one transport call.
+ * stops reading never blocks its senders or grows memory. Frames are encoded
+ * into the queue's byte buffer as they are queued (one copy of a forwarded
+ * datagram, from the sender's read buffer to here, and no per-packet
+ * objects); the writer hands the whole buffer to the transport in one write,
+ * control frames first so pongs are prompt even behind a data backlog, while
+ * new frames collect in a second buffer.
  *
  * Timers are not per client: the core's sweeper calls {@link Client.checkTimers}.
  *
@@ -25,18 +28,25 @@
  * `server/client.rs @v1.0.3` and `@v0.35.0`.
  */
 
-import type { Generation, WireMsg } from "./generation.ts";
+import type { KeyEntry } from "./clients.ts";
 import { type DerpMsg } from "./codec_derp.ts";
 import { type V1Msg } from "./codec_v1.ts";
+import { DerpFrame, KEY_LEN, MAX_PACKET_SIZE, V1Frame } from "./frame_type.ts";
+import type { Framing } from "./framing.ts";
+import type { Generation, WireMsg } from "./generation.ts";
 import { DERP_PROTOCOL_VERSION, newChallenge, verifyClientAuth, verifyClientInfo } from "./handshake.ts";
 import { keyId, keyShort } from "./public_key.ts";
 import { ByteBucket } from "./rate_limit.ts";
 import type { RelayCore } from "./relay_core.ts";
 
-/** Depth of each per-client queue, in messages (`PER_CLIENT_SEND_QUEUE_DEPTH`). */
+/** Depth of each per-client queue, in frames (`PER_CLIENT_SEND_QUEUE_DEPTH`). */
 export const QUEUE_DEPTH = 512;
-/** Most messages written in one transport call. */
-export const MAX_BATCH = 256;
+/** Most bytes waiting in a queue before further datagrams are dropped. */
+export const QUEUE_MAX_BYTES = 2 * 1024 * 1024;
+/** Write buffers up to this size are kept for reuse while a client is busy, bytes. */
+const SPARE_MAX_BYTES = 256 * 1024;
+/** Smallest write buffer allocated, bytes. */
+const BUFFER_MIN_BYTES = 4 * 1024;
 /** A frame write must finish within this, in ms (`SERVER_WRITE_TIMEOUT`). */
 export const WRITE_TIMEOUT_MS = 2_000;
 /** Silence after which the server pings: 15 s + 1–5 s of jitter, in ms. */
@@ -50,11 +60,13 @@ export const CLIENT_INFO_TIMEOUT_MS = 10_000;
 
 /** What a transport provides to carry a client's frames. */
 export interface FrameSender {
+  /** How frames are delimited on this connection; the client encodes with it. */
+  readonly framing: Framing;
   /**
-   * Writes `batch` in order, framed for the connection, in as few writes as
-   * possible. Resolves when written; rejects if the connection is gone.
+   * Writes whole frames. The client does not touch `bytes` until the
+   * promise settles. Rejects if the connection is gone.
    */
-  send(batch: readonly WireMsg[], gen: Generation): Promise<void>;
+  write(bytes: Uint8Array): Promise<void>;
   /** Closes the connection; pending writes may be abandoned. */
   close(): void;
 }
@@ -63,7 +75,7 @@ export interface FrameSender {
 export interface ConnInfo {
   /** Frame vocabulary negotiated in the upgrade. */
   gen: Generation;
-  /** How the frames travel: `derp` stream or `websocket` messages. */
+  /** How the frames travel: `derp` stream or `websocket` messages (for logs and metrics). */
   framing: "derp" | "websocket";
   /** When the TCP connection was accepted (core clock, ms). */
   acceptedAt: number;
@@ -73,50 +85,63 @@ export interface ConnInfo {
   remote: string;
 }
 
-/** A FIFO with a fixed bound whose storage shrinks back to nothing when drained. */
-export class BoundedQueue<T> {
-  #items: (T | undefined)[] = [];
-  #head = 0;
-  readonly #cap: number;
+/**
+ * Frames waiting to be written, already encoded, plus what they count for.
+ * The storage is dropped when idle, so an idle client holds no buffer.
+ */
+class OutQueue {
+  /** Encoded frames in `buf[0..len]`. */
+  buf: Uint8Array | null = null;
+  len = 0;
+  /** Frames in the buffer (the queue depth). */
+  frames = 0;
+  /** Datagram payload bytes in the buffer (for `bytes_sent`). */
+  payloadBytes = 0;
+  /** A buffer that finished writing, kept for reuse. */
+  spare: Uint8Array | null = null;
 
-  /** @param capacity most items held */
-  constructor(capacity: number) {
-    this.#cap = capacity;
-  }
-
-  /** Items queued. */
-  get length(): number {
-    return this.#items.length - this.#head;
-  }
-
-  /** True if a push would fail. */
-  get full(): boolean {
-    return this.length >= this.#cap;
-  }
-
-  /** Appends `item`; false (and nothing queued) when full. */
-  push(item: T): boolean {
-    if (this.length >= this.#cap) return false;
-    this.#items.push(item);
-    return true;
-  }
-
-  /** Removes and returns the oldest item. */
-  shift(): T | undefined {
-    if (this.#head >= this.#items.length) return undefined;
-    const item = this.#items[this.#head];
-    this.#items[this.#head++] = undefined;
-    if (this.#head === this.#items.length) {
-      this.#items = [];
-      this.#head = 0;
+  /** Reserves `n` bytes at the end and returns their offset. */
+  reserve(n: number): number {
+    const need = this.len + n;
+    let buf = this.buf;
+    if (buf === null) {
+      buf = this.spare !== null && this.spare.length >= need
+        ? this.spare
+        : new Uint8Array(Math.max(need, BUFFER_MIN_BYTES));
+      this.spare = null;
+      this.buf = buf;
+    } else if (need > buf.length) {
+      const grown = new Uint8Array(Math.max(need, buf.length * 2));
+      grown.set(buf.subarray(0, this.len));
+      this.buf = buf = grown;
     }
-    return item;
+    const off = this.len;
+    this.len = need;
+    return off;
   }
 
-  /** Drops everything. */
+  /** Takes the encoded bytes for writing and starts a fresh (or spare) buffer. */
+  take(): Uint8Array {
+    const out = this.buf!.subarray(0, this.len);
+    this.buf = null;
+    this.len = 0;
+    this.frames = 0;
+    this.payloadBytes = 0;
+    return out;
+  }
+
+  /** Hands back a written buffer for reuse if it is small enough. */
+  recycle(written: Uint8Array): void {
+    if (written.buffer.byteLength <= SPARE_MAX_BYTES) this.spare = new Uint8Array(written.buffer);
+  }
+
+  /** Drops all storage. */
   clear(): void {
-    this.#items = [];
-    this.#head = 0;
+    this.buf = null;
+    this.spare = null;
+    this.len = 0;
+    this.frames = 0;
+    this.payloadBytes = 0;
   }
 }
 
@@ -142,9 +167,18 @@ export class Client {
 
   readonly #core: RelayCore;
   readonly #sender: FrameSender;
-  readonly #packets = new BoundedQueue<WireMsg>(QUEUE_DEPTH);
-  readonly #control = new BoundedQueue<WireMsg>(QUEUE_DEPTH);
+  readonly #framing: Framing;
+  readonly #packets = new OutQueue();
+  readonly #control = new OutQueue();
   #writing = false;
+  /** Packets were queued since the sweeper last looked (idle clients drop their buffers). */
+  #busy = false;
+  /** Routing cache (owned by the core's `route`): last destination key and its registry entry. */
+  lastDst: Uint8Array | null = null;
+  /** Entry for {@link lastDst}; checked for `gone` before use. */
+  lastEntry: KeyEntry | null = null;
+  /** Whether {@link lastDst} was recorded in this key's `sentTo`. */
+  lastRecorded = false;
   #closeWhenDrained = false;
   #closeReason = "";
   #challenge: Uint8Array | null = null;
@@ -155,7 +189,7 @@ export class Client {
   establishDeadline: number;
   /** When the current write started, or 0 when idle. */
   writeStartedAt = 0;
-  /** Last time a frame arrived. */
+  /** Last time a frame arrived, to sweeper-tick precision (never later than the truth). */
   lastRecvAt: number;
   /** Silence after which to ping (jittered once per connection). */
   readonly pingAfter: number;
@@ -174,6 +208,7 @@ export class Client {
   constructor(core: RelayCore, sender: FrameSender, info: ConnInfo) {
     this.#core = core;
     this.#sender = sender;
+    this.#framing = sender.framing;
     this.info = info;
     this.gen = info.gen;
     const now = core.now();
@@ -196,7 +231,7 @@ export class Client {
     if (this.gen.name === "1.x") {
       const msg = newChallenge(this.#core.random) as V1Msg & { type: "ServerChallenge" };
       this.#challenge = msg.challenge;
-      this.#enqueue(this.#control, msg);
+      this.#enqueueMsg(msg);
     }
   }
 
@@ -222,9 +257,8 @@ export class Client {
     // A refused connection only waits for its last message to be written: read nothing more.
     if (this.state === "closed" || this.#closeWhenDrained) return;
     if (this.state === "handshake") return this.#handshake(type, payload);
-    const now = this.#core.now();
     if (this.#bucket !== null) {
-      const wait = this.#bucket.delayFor(wireLen, now);
+      const wait = this.#bucket.delayFor(wireLen, this.#core.now());
       if (wait > 0) {
         this.#core.metrics.c.connsRxRatelimited++;
         this.#core.metrics.c.bytesRxRatelimited += wireLen;
@@ -234,12 +268,49 @@ export class Client {
     this.#frame(type, payload, wireLen);
   }
 
+  /**
+   * The hot path for datagram frames: `buf[start..end]` is the payload of a
+   * frame of `type`. Handles the common well-formed, unthrottled case without
+   * building any object and returns true; returns false to have the caller
+   * take the general {@link onFrame} path (which also reports errors).
+   */
+  onDatagramFrame(type: number, buf: Uint8Array, start: number, end: number): boolean {
+    if (this.#bucket !== null || (this.state !== "active" && this.state !== "inactive") || this.#closeWhenDrained) {
+      return false;
+    }
+    const len = end - start;
+    if (len > MAX_PACKET_SIZE) return false;
+    let ecn = 0;
+    let seg = 0;
+    let contents: number;
+    if (this.gen.varintType) {
+      if (type === V1Frame.ClientToRelayDatagram) {
+        if (len < KEY_LEN + 1) return false;
+        ecn = buf[start + KEY_LEN]! & 3;
+        contents = start + KEY_LEN + 1;
+      } else if (type === V1Frame.ClientToRelayDatagramBatch) {
+        if (len < KEY_LEN + 3) return false;
+        ecn = buf[start + KEY_LEN]! & 3;
+        seg = (buf[start + KEY_LEN + 1]! << 8) | buf[start + KEY_LEN + 2]!;
+        contents = start + KEY_LEN + 3;
+      } else {
+        return false;
+      }
+    } else {
+      if (type !== DerpFrame.SendPacket || len < KEY_LEN) return false;
+      contents = start + KEY_LEN;
+    }
+    // The sweeper's last tick time: a clock read per frame costs more than the datagram.
+    this.lastRecvAt = this.#core.tickNow;
+    this.#core.route(this, buf, start, ecn, seg, buf, contents, end);
+    return true;
+  }
+
   #frame(type: number, payload: Uint8Array, wireLen: number): void {
     if (this.state === "closed") return;
     const core = this.#core;
-    const now = core.now();
-    this.#bucket?.take(wireLen, now);
-    this.lastRecvAt = now;
+    if (this.#bucket !== null) this.#bucket.take(wireLen, core.now());
+    this.lastRecvAt = core.tickNow;
     let ev;
     try {
       ev = this.gen.inbound(type, payload);
@@ -250,17 +321,17 @@ export class Client {
     const c = core.metrics.c;
     switch (ev.kind) {
       case "datagram":
-        core.route(this, ev.dstKey, ev.ecn, ev.segmentSize, ev.contents);
+        core.route(this, ev.dstKey, 0, ev.ecn, ev.segmentSize, ev.contents, 0, ev.contents.length);
         return;
       case "ping":
         c.gotPing++;
         c.otherPacketsRecv++;
-        if (this.#enqueue(this.#control, this.gen.pong(ev.data.slice()))) c.sentPong++;
+        if (this.#enqueueMsg(this.gen.pong(ev.data))) c.sentPong++;
         return;
       case "pong":
         c.otherPacketsRecv++;
         if (this.#pingData !== null && equalBytes(this.#pingData, ev.data)) {
-          this.rttMs = now - this.#pingSentAt;
+          this.rttMs = core.now() - this.#pingSentAt;
           this.#pingData = null;
           this.#pingDeadline = 0;
         }
@@ -325,7 +396,7 @@ export class Client {
         return;
       }
       if (this.closed) return;
-      this.#enqueue(this.#control, { type: "ServerConfirmsAuth" });
+      this.#enqueueMsg({ type: "ServerConfirmsAuth" });
       key = r.key;
     }
     this.key = key;
@@ -338,7 +409,7 @@ export class Client {
   /** Sends a last message, then closes once it is written. */
   #refuse(msg: WireMsg, reason: string): void {
     this.#core.log.info(`${this.label}: refused: ${reason}`);
-    this.#enqueue(this.#control, msg);
+    this.#enqueueMsg(msg);
     this.#closeWhenDrained = true;
     this.#closeReason = reason;
   }
@@ -348,62 +419,105 @@ export class Client {
     if (this.state !== "active") return;
     this.state = "inactive";
     this.#packets.clear();
-    if (status) this.#enqueue(this.#control, status);
+    if (status) this.#enqueueMsg(status);
   }
 
   /** Called by the registry when this connection becomes the active one again. */
   promote(status: WireMsg | null): void {
     if (this.state !== "inactive") return;
     this.state = "active";
-    if (status) this.#enqueue(this.#control, status);
+    if (status) this.#enqueueMsg(status);
   }
 
-  /** True if a datagram would be dropped for lack of room. */
-  get packetQueueFull(): boolean {
-    return this.#packets.full;
-  }
-
-  /** Queues a datagram for this client; false if it was dropped. */
-  enqueuePacket(msg: WireMsg): boolean {
-    return this.state === "active" && this.#enqueue(this.#packets, msg);
+  /**
+   * Queues a datagram from `srcKey` whose contents are `src[start..end]`,
+   * encoding it straight into the packet buffer. False if it was dropped:
+   * not the active connection, queue full, or too large/empty for this
+   * generation.
+   */
+  enqueueDatagram(
+    srcKey: Uint8Array,
+    ecn: number,
+    segmentSize: number,
+    src: Uint8Array,
+    start: number,
+    end: number,
+  ): boolean {
+    const q = this.#packets;
+    const n = end - start;
+    const gen = this.gen;
+    if (this.state !== "active" || q.frames >= QUEUE_DEPTH || q.len >= QUEUE_MAX_BYTES) return false;
+    if (!gen.datagramFits(n, segmentSize)) return false;
+    const headerLen = gen.datagramHeaderLen(segmentSize);
+    const payloadLen = headerLen + n;
+    const framing = this.#framing;
+    const off = q.reserve(framing.prefixLen(payloadLen) + payloadLen);
+    const buf = q.buf!;
+    const p = off + framing.writePrefix(buf, off, gen.datagramType(segmentSize), payloadLen);
+    gen.writeDatagramHeader(buf, p, srcKey, ecn, segmentSize);
+    buf.set(src.subarray(start, end), p + headerLen);
+    q.frames++;
+    q.payloadBytes += n;
+    this.#busy = true;
+    this.#kick();
+    return true;
   }
 
   /** Queues a control message (EndpointGone, Status, …); false if dropped. */
   enqueueControl(msg: WireMsg): boolean {
-    if (this.#enqueue(this.#control, msg)) return true;
+    if (this.#enqueueMsg(msg)) return true;
     this.#core.metrics.c.otherPacketsDropped++;
     return false;
   }
 
-  #enqueue(q: BoundedQueue<WireMsg>, msg: WireMsg): boolean {
-    if (this.state === "closed" || !q.push(msg)) return false;
+  #enqueueMsg(msg: WireMsg): boolean {
+    const q = this.#control;
+    if (this.state === "closed" || q.frames >= QUEUE_DEPTH) return false;
+    const gen = this.gen;
+    const payloadLen = gen.payloadLen(msg);
+    const framing = this.#framing;
+    const off = q.reserve(framing.prefixLen(payloadLen) + payloadLen);
+    const p = off + framing.writePrefix(q.buf!, off, gen.frameType(msg), payloadLen);
+    gen.writePayload(msg, q.buf!, p);
+    q.frames++;
+    this.#kick();
+    return true;
+  }
+
+  #kick(): void {
     if (!this.#writing) {
       this.#writing = true;
-      // Deferred so that everything one read chunk routes here goes out in one batch.
+      // Deferred so that everything one read chunk routes here goes out in one write.
       queueMicrotask(() => this.#drain());
     }
-    return true;
   }
 
   async #drain(): Promise<void> {
     const c = this.#core.metrics.c;
+    const ctl = this.#control;
+    const pkt = this.#packets;
     try {
-      while (this.state !== "closed") {
-        const batch: WireMsg[] = [];
-        let datagrams = 0;
-        let bytes = 0;
-        while (batch.length < MAX_BATCH && this.#control.length > 0) batch.push(this.#control.shift()!);
-        const controls = batch.length;
-        while (batch.length < MAX_BATCH && this.#packets.length > 0) {
-          const m = this.#packets.shift()!;
-          batch.push(m);
-          datagrams++;
-          bytes += datagramBytes(m);
+      while (this.state !== "closed" && (ctl.len > 0 || pkt.len > 0)) {
+        // Control frames first (prompt pongs), then data, in one write when both wait.
+        const controls = ctl.frames;
+        const datagrams = pkt.frames;
+        const bytes = pkt.payloadBytes;
+        let out: Uint8Array;
+        if (ctl.len > 0 && pkt.len > 0) {
+          const a = ctl.take();
+          const b = pkt.take();
+          out = new Uint8Array(a.length + b.length);
+          out.set(a);
+          out.set(b, a.length);
+          ctl.recycle(a);
+          pkt.recycle(b);
+        } else {
+          out = ctl.len > 0 ? ctl.take() : pkt.take();
         }
-        if (batch.length === 0) break;
         this.writeStartedAt = this.#core.now();
-        await this.#sender.send(batch, this.gen);
+        await this.#sender.write(out);
         this.writeStartedAt = 0;
+        (datagrams > 0 && controls === 0 ? pkt : ctl).recycle(out);
         c.otherPacketsSent += controls;
         c.sendPacketsSent += datagrams;
         c.bytesSent += bytes;
@@ -424,6 +538,12 @@ export class Client {
    */
   checkTimers(now: number): void {
     if (this.state === "closed") return;
+    if (!this.#busy && !this.#writing) {
+      // Idle since the last tick: give the buffers back so idle clients stay small.
+      this.#packets.spare = null;
+      this.#control.spare = null;
+    }
+    this.#busy = false;
     if (this.state === "handshake") {
       if (now >= this.establishDeadline) this.close("establish timeout");
       return;
@@ -465,17 +585,4 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** Datagram payload bytes of a queued message (for byte counters). */
-function datagramBytes(m: WireMsg): number {
-  switch (m.type) {
-    case "RecvPacket":
-      return m.packet.length;
-    case "RelayToClientDatagram":
-    case "RelayToClientDatagramBatch":
-      return m.contents.length;
-    default:
-      return 0;
-  }
 }

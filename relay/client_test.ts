@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ed25519 } from "@noble/curves/ed25519";
-import { BoundedQueue, CLIENT_INFO_TIMEOUT_MS, PONG_TIMEOUT_MS, QUEUE_DEPTH, WRITE_TIMEOUT_MS } from "./client.ts";
+import { CLIENT_INFO_TIMEOUT_MS, PONG_TIMEOUT_MS, QUEUE_DEPTH, WRITE_TIMEOUT_MS } from "./client.ts";
 import { DERP, type Generation, V1, V2 } from "./generation.ts";
 import { keyHex } from "./public_key.ts";
 import type { RelayCore, RelayOptions } from "./relay_core.ts";
@@ -49,20 +49,6 @@ async function eventually(pred: () => boolean, what: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 5));
   }
 }
-
-Deno.test("BoundedQueue holds at most its capacity, in FIFO order", () => {
-  const q = new BoundedQueue<number>(3);
-  assert.equal(q.push(1) && q.push(2) && q.push(3), true);
-  assert.equal(q.full, true);
-  assert.equal(q.push(4), false);
-  assert.equal(q.shift(), 1);
-  assert.equal(q.push(5), true);
-  assert.deepEqual([q.shift(), q.shift(), q.shift(), q.shift()], [2, 3, 5, undefined]);
-  assert.equal(q.length, 0);
-  q.push(9);
-  q.clear();
-  assert.equal(q.length, 0);
-});
 
 for (const [name, gen] of GENS) {
   Deno.test(`Client answers a ${name} Ping with a Pong carrying the same 8 bytes (test_client_actor_basic)`, async () => {

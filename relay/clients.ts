@@ -21,6 +21,10 @@ import { RelayStatus } from "./frame_type.ts";
 
 /** All connections of one key. */
 export interface KeyEntry {
+  /** The key's {@link keyId}. */
+  readonly id: string;
+  /** Set when the last connection left, so cached references know the entry is dead. */
+  gone: boolean;
   /** Receives datagrams for the key. */
   active: Client;
   /** Older connections with the same key, most recently demoted last. */
@@ -72,7 +76,7 @@ export class Clients {
     const entry = this.#entries.get(c.id);
     c.state = "active";
     if (entry === undefined) {
-      this.#entries.set(c.id, { active: c, inactive: [], sentTo: new Set() });
+      this.#entries.set(c.id, { id: c.id, gone: false, active: c, inactive: [], sentTo: new Set() });
       return true;
     }
     const old = entry.active;
@@ -108,6 +112,7 @@ export class Clients {
       return;
     }
     this.#entries.delete(c.id);
+    entry.gone = true;
     this.#hooks.onKeyGone(entry, c);
   }
 }

@@ -269,11 +269,29 @@ export class DerpFrameReader {
     return this.#in.available;
   }
 
+  /** Bytes holding the payload of the frame {@link read} returned (valid until the next `push`). */
+  buf: Uint8Array = new Uint8Array(0);
+  /** Start of that payload in {@link buf}. */
+  start = 0;
+  /** End of that payload in {@link buf}. */
+  end = 0;
+
   /**
    * Returns the next complete frame, or `null` when more bytes are needed.
    * @throws {RangeError} a header announces more than {@link MAX_FRAME_SIZE}
    */
   next(): RawFrame | null {
+    const type = this.read();
+    return type < 0 ? null : { type, payload: this.buf.subarray(this.start, this.end) };
+  }
+
+  /**
+   * The allocation-free form of {@link next}: returns the type of the next
+   * complete frame, its payload at `buf[start..end]`, or -1 when more bytes
+   * are needed.
+   * @throws {RangeError} a header announces more than {@link MAX_FRAME_SIZE}
+   */
+  read(): number {
     const r = this.#in;
     const c = r.buf;
     const p = r.pos;
@@ -287,10 +305,13 @@ export class DerpFrameReader {
       want = DERP_HEADER_LEN + len;
       if (avail >= want) {
         r.pos = p + want;
-        return { type: c[p]!, payload: c.subarray(p + DERP_HEADER_LEN, p + want) };
+        this.buf = c;
+        this.start = p + DERP_HEADER_LEN;
+        this.end = p + want;
+        return c[p]!;
       }
     }
     r.keep(want);
-    return null;
+    return -1;
   }
 }

@@ -13,7 +13,7 @@
 
 import { decodeDerp, derpFrameType, type DerpMsg, derpPayloadLen, derpWritePayload } from "./codec_derp.ts";
 import { decodeV1Payload, readV1Type, v1FrameType, type V1Msg, v1PayloadLen, v1WritePayload } from "./codec_v1.ts";
-import { KEY_LEN, MAX_PACKET_SIZE, RelayStatus } from "./frame_type.ts";
+import { DerpFrame, KEY_LEN, MAX_PACKET_SIZE, RelayStatus, V1Frame } from "./frame_type.ts";
 
 /** What the relay core does with one frame from an authenticated client. */
 export type Inbound =
@@ -44,8 +44,14 @@ export interface Generation {
   inbound(type: number, payload: Uint8Array): Inbound;
   /** Decodes the first (authentication) frame. */
   decodeAuth(type: number, payload: Uint8Array): WireMsg;
-  /** Datagram from `srcKey` for this connection, or null if it cannot carry it. */
-  datagram(srcKey: Uint8Array, ecn: number, segmentSize: number, contents: Uint8Array): WireMsg | null;
+  /** True if a datagram of `contentsLen` bytes (and segment size) can be sent to this connection. */
+  datagramFits(contentsLen: number, segmentSize: number): boolean;
+  /** Frame type of a datagram to this connection. */
+  datagramType(segmentSize: number): number;
+  /** Payload bytes before a datagram's contents: source key, and for 1.x ECN (and segment size). */
+  datagramHeaderLen(segmentSize: number): number;
+  /** Writes those bytes at `buf[off..]`. */
+  writeDatagramHeader(buf: Uint8Array, off: number, srcKey: Uint8Array, ecn: number, segmentSize: number): void;
   /** Notice that `key` left (PeerGone / EndpointGone). */
   gone(key: Uint8Array): WireMsg;
   /** Server ping. */
@@ -84,8 +90,12 @@ export const DERP: Generation = {
     }
   },
   decodeAuth: decodeDerp,
-  datagram(srcKey, _ecn, _segmentSize, contents) {
-    return { type: "RecvPacket", srcKey, packet: contents };
+  datagramFits: (contentsLen) => contentsLen <= MAX_PACKET_SIZE,
+  datagramType: () => DerpFrame.RecvPacket,
+  datagramHeaderLen: () => KEY_LEN,
+  // 0.35 has no ECN or segmentation: the contents travel as one opaque packet.
+  writeDatagramHeader(buf, off, srcKey) {
+    buf.set(srcKey, off);
   },
   gone: (key) => ({ type: "PeerGone", key }),
   ping: (data) => ({ type: "Ping", data }),
@@ -131,14 +141,21 @@ function v1x(version: 1 | 2): Generation {
       }
     },
     decodeAuth: (type, payload) => decodeV1Payload(type, payload, version),
-    datagram(srcKey, ecn, segmentSize, contents) {
-      // The whole R2C frame, type byte included, must fit MAX_PACKET_SIZE,
-      // or the receiving client drops its connection (spec §2.3).
-      const header = 1 + KEY_LEN + 1 + (segmentSize === 0 ? 0 : 2);
-      if (contents.length === 0 || header + contents.length > MAX_PACKET_SIZE) return null;
-      return segmentSize === 0
-        ? { type: "RelayToClientDatagram", srcKey, ecn, contents }
-        : { type: "RelayToClientDatagramBatch", srcKey, ecn, segmentSize, contents };
+    // The whole R2C frame, type byte included, must fit MAX_PACKET_SIZE, and
+    // contents must not be empty, or the receiving client drops its
+    // connection (spec §2.3): such datagrams are dropped here instead.
+    datagramFits: (contentsLen, segmentSize) =>
+      contentsLen > 0 && 1 + KEY_LEN + 1 + (segmentSize === 0 ? 0 : 2) + contentsLen <= MAX_PACKET_SIZE,
+    datagramType: (segmentSize) =>
+      segmentSize === 0 ? V1Frame.RelayToClientDatagram : V1Frame.RelayToClientDatagramBatch,
+    datagramHeaderLen: (segmentSize) => KEY_LEN + 1 + (segmentSize === 0 ? 0 : 2),
+    writeDatagramHeader(buf, off, srcKey, ecn, segmentSize) {
+      buf.set(srcKey, off);
+      buf[off + KEY_LEN] = ecn & 3;
+      if (segmentSize !== 0) {
+        buf[off + KEY_LEN + 1] = segmentSize >>> 8;
+        buf[off + KEY_LEN + 2] = segmentSize & 0xff;
+      }
     },
     gone: (key) => ({ type: "EndpointGone", key }),
     ping: (data) => ({ type: "Ping", data }),

@@ -21,6 +21,50 @@ export function keyId(key: Uint8Array): string {
   return String.fromCharCode.apply(null, key as unknown as number[]);
 }
 
+/** {@link keyId} of the key at `buf[off..off+32]`, without making a view first. */
+export function keyIdAt(buf: Uint8Array, off: number): string {
+  return String.fromCharCode(
+    buf[off]!,
+    buf[off + 1]!,
+    buf[off + 2]!,
+    buf[off + 3]!,
+    buf[off + 4]!,
+    buf[off + 5]!,
+    buf[off + 6]!,
+    buf[off + 7]!,
+    buf[off + 8]!,
+    buf[off + 9]!,
+    buf[off + 10]!,
+    buf[off + 11]!,
+    buf[off + 12]!,
+    buf[off + 13]!,
+    buf[off + 14]!,
+    buf[off + 15]!,
+    buf[off + 16]!,
+    buf[off + 17]!,
+    buf[off + 18]!,
+    buf[off + 19]!,
+    buf[off + 20]!,
+    buf[off + 21]!,
+    buf[off + 22]!,
+    buf[off + 23]!,
+    buf[off + 24]!,
+    buf[off + 25]!,
+    buf[off + 26]!,
+    buf[off + 27]!,
+    buf[off + 28]!,
+    buf[off + 29]!,
+    buf[off + 30]!,
+    buf[off + 31]!,
+  );
+}
+
+/** True if `key` (32 bytes) equals `buf[off..off+32]`. */
+export function sameKeyAt(key: Uint8Array, buf: Uint8Array, off: number): boolean {
+  for (let i = 0; i < KEY_LEN; i++) if (key[i] !== buf[off + i]) return false;
+  return true;
+}
+
 /** Converts a {@link keyId} back into key bytes. */
 export function keyFromId(id: string): Uint8Array {
   const out = new Uint8Array(KEY_LEN);

@@ -17,7 +17,8 @@ import { verifyStrict } from "./ed25519.ts";
 import type { VerifyFn } from "./handshake.ts";
 import { type Logger, silentLogger } from "../log/mod.ts";
 import { RelayMetrics } from "./metrics.ts";
-import { keyFromId, keyId, keyShort, KeyValidityCache } from "./public_key.ts";
+import { KEY_LEN } from "./frame_type.ts";
+import { keyFromId, keyId, keyIdAt, keyShort, KeyValidityCache, sameKeyAt } from "./public_key.ts";
 
 /** Tunables of the core. Defaults follow upstream. */
 export interface RelayOptions {
@@ -75,6 +76,8 @@ export class RelayCore {
   readonly random: (n: number) => Uint8Array;
   /** Signature check. */
   readonly verify: VerifyFn;
+  /** Clock reading at the sweeper's last tick: a cheap, slightly early "now" for per-frame bookkeeping. */
+  tickNow: number;
   readonly #clients: Clients;
   readonly #watched = new Set<Watched>();
   readonly #keyCache: KeyValidityCache;
@@ -97,6 +100,7 @@ export class RelayCore {
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
     this.verify = opts.verify ?? verifyStrict;
+    this.tickNow = this.now();
     this.#fetch = opts.fetch;
     this.#keyCache = new KeyValidityCache(opts.keyCacheCapacity ?? 1 << 20);
     this.#access = this.#compileAccess(opts.access ?? { mode: "everyone" });
@@ -214,34 +218,55 @@ export class RelayCore {
   }
 
   /**
-   * Forwards one datagram from `src` to the active connection of `dstKey`.
-   * Drops (and counts) when the key is not connected, the queue is full, or
-   * the receiver's generation cannot carry it; closes `src` if `dstKey` is
-   * not a valid key at all, as upstream's decoder does.
+   * Forwards one datagram from `src`: destination key at `dstBuf[dstOff..+32]`,
+   * contents at `contents[start..end]` (views into the sender's read buffer;
+   * the receiver copies the contents into its write buffer). Drops (and
+   * counts) when the key is not connected, the queue is full, or the
+   * receiver's generation cannot carry it; closes `src` if the destination is
+   * not a key at all, as upstream's decoder does.
+   *
+   * Hot path: a sender usually talks to one peer for a while, so the last
+   * destination and its registry entry are cached on the sender, which saves
+   * building a string key and a map lookup per packet.
    */
-  route(src: Client, dstKey: Uint8Array, ecn: number, segmentSize: number, contents: Uint8Array): void {
+  route(
+    src: Client,
+    dstBuf: Uint8Array,
+    dstOff: number,
+    ecn: number,
+    segmentSize: number,
+    contents: Uint8Array,
+    start: number,
+    end: number,
+  ): void {
     const c = this.metrics.c;
     c.sendPacketsRecv++;
-    c.bytesRecv += contents.length;
-    const dstId = keyId(dstKey);
-    const entry = this.#clients.get(dstId);
-    if (entry === undefined) {
+    c.bytesRecv += end - start;
+    let entry = src.lastEntry;
+    if (entry === null || entry.gone || !sameKeyAt(src.lastDst!, dstBuf, dstOff)) {
+      const dstId = keyIdAt(dstBuf, dstOff);
+      const found = this.#clients.get(dstId);
+      if (found === undefined) {
+        c.sendPacketsDropped++;
+        if (!this.#keyCache.isValid(dstId, dstBuf.subarray(dstOff, dstOff + KEY_LEN))) {
+          src.close("datagram for an invalid key");
+        }
+        return;
+      }
+      entry = found;
+      src.lastDst = dstBuf.slice(dstOff, dstOff + KEY_LEN);
+      src.lastEntry = entry;
+      src.lastRecorded = false;
+    }
+    if (!entry.active.enqueueDatagram(src.key, ecn, segmentSize, contents, start, end)) {
       c.sendPacketsDropped++;
-      if (!this.#keyCache.isValid(dstId, dstKey)) src.close("datagram for an invalid key");
       return;
     }
-    const dst = entry.active;
-    if (dst.packetQueueFull) {
-      c.sendPacketsDropped++;
-      return;
+    if (!src.lastRecorded) {
+      // sent_to drives EndpointGone; recording once per cached destination is enough.
+      this.#clients.get(src.id)?.sentTo.add(entry.id);
+      src.lastRecorded = true;
     }
-    // The payload is a view into the sender's read buffer: copy it once here.
-    const msg = dst.gen.datagram(src.key, ecn, segmentSize, contents.slice());
-    if (msg === null || !dst.enqueuePacket(msg)) {
-      c.sendPacketsDropped++;
-      return;
-    }
-    this.#clients.get(src.id)?.sentTo.add(dstId);
   }
 
   #notifyGone(entry: KeyEntry, leaving: Client): void {
@@ -256,6 +281,7 @@ export class RelayCore {
 
   #tick(): void {
     const now = this.now();
+    this.tickNow = now;
     for (const w of this.#watched) w.checkTimers(now);
   }
 

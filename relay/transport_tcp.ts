@@ -18,10 +18,11 @@
  *   call per batch, serialized.
  */
 
-import { DERP_HEADER_LEN, DerpFrameReader, writeDerpHeader } from "./codec_derp.ts";
+import { DERP_HEADER_LEN, DerpFrameReader } from "./codec_derp.ts";
 import { type Client, type FrameSender } from "./client.ts";
 import { captivePortalEndpoint, type HealthInfo, relayEndpoint, SECURITY_HEADERS } from "./endpoints.ts";
-import { DERP, type Generation, messageType, V1, V2, type WireMsg } from "./generation.ts";
+import { DERP_STREAM, type Framing, WS_BINARY } from "./framing.ts";
+import { DERP, type Generation, messageType, V1, V2 } from "./generation.ts";
 import {
   checkClientAuthHeader,
   classifyUpgrade,
@@ -41,6 +42,7 @@ import {
 import { ByteBucket } from "./rate_limit.ts";
 import type { RelayCore } from "./relay_core.ts";
 import {
+  closeCode,
   closePayload,
   writeWsHeader,
   wsAccept,
@@ -79,7 +81,7 @@ export interface TransportContext {
 /** Smallest read buffer, bytes: idle connections hold only this much. */
 const READ_MIN = 2 * 1024;
 /** Largest read buffer, bytes. */
-const READ_MAX = 128 * 1024;
+const READ_MAX = 64 * 1024;
 /** Largest WebSocket message (1.x `MAX_FRAME_SIZE`), bytes. */
 const WS_MAX_MESSAGE = 1024 * 1024;
 /** Largest request body skipped on a plain endpoint, bytes. */
@@ -273,7 +275,7 @@ async function upgrade(
   if (up.kind === "derp") {
     headers.push(["Upgrade", DERP_UPGRADE]);
     gen = DERP;
-    sender = new StreamSender(conn, "derp");
+    sender = new StreamSender(conn, DERP_STREAM);
   } else {
     headers.push(["Upgrade", "websocket"], ["Connection", "upgrade"], [
       "Sec-WebSocket-Accept",
@@ -281,7 +283,7 @@ async function upgrade(
     ]);
     gen = up.generation === "0.35" ? DERP : up.version === 2 ? V2 : V1;
     if (gen.subprotocol) headers.push(["Sec-WebSocket-Protocol", gen.subprotocol]);
-    sender = new StreamSender(conn, "websocket");
+    sender = new StreamSender(conn, WS_BINARY);
   }
   headers.push(...SECURITY_HEADERS);
   try {
@@ -305,7 +307,7 @@ async function upgrade(
 
 /** Cuts frames from socket bytes and feeds them to the client until either side ends. */
 async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, early: Uint8Array): Promise<void> {
-  const feed = sender.framing === "derp" ? derpFeeder(client) : wsFeeder(client, sender);
+  const feed = sender.framing === DERP_STREAM ? derpFeeder(client) : wsFeeder(client, sender);
   let buf = new Uint8Array(READ_MIN);
   let quiet = 0;
   try {
@@ -318,7 +320,7 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
       }
       const full = n === buf.length;
       await feed(buf.subarray(0, n));
-      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 128 KiB at once.
+      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 64 KiB at once.
       if (full && buf.length < READ_MAX) {
         buf = new Uint8Array(buf.length * 2);
         quiet = 0;
@@ -348,9 +350,11 @@ function derpFeeder(client: Client): Feeder {
   return async (chunk) => {
     reader.push(chunk);
     for (;;) {
-      const f = reader.next();
-      if (f === null || client.state === "closed") return;
-      const r = client.onFrame(f.type, f.payload, DERP_HEADER_LEN + f.payload.length);
+      const type = reader.read();
+      if (type < 0 || client.closed) return;
+      const { buf, start, end } = reader;
+      if (client.onDatagramFrame(type, buf, start, end)) continue;
+      const r = client.onFrame(type, buf.subarray(start, end), DERP_HEADER_LEN + end - start);
       if (r) await r;
     }
   };
@@ -358,29 +362,35 @@ function derpFeeder(client: Client): Feeder {
 
 function wsFeeder(client: Client, sender: StreamSender): Feeder {
   const reader = new WsReader({ maxMessage: WS_MAX_MESSAGE, expectMasked: true });
+  const gen = client.gen;
   return async (chunk) => {
     reader.push(chunk);
     for (;;) {
-      const ev = reader.next();
-      if (ev === null || client.state === "closed") return;
-      switch (ev.kind) {
-        case "message": {
-          // Text messages carry nothing in either generation: skip them.
-          if (!ev.binary) continue;
-          const data = ev.data;
-          const { type, offset } = messageType(client.gen, data);
+      const op = reader.read();
+      if (op < 0 || client.closed) return;
+      const { buf, start, end } = reader;
+      switch (op) {
+        case WsOpcode.Binary: {
+          // One byte of type in practice (all types < 64); decode the varint generally otherwise.
+          const t = buf[start]!;
+          if (start < end && t < 64 && client.onDatagramFrame(t, buf, start + 1, end)) continue;
+          const data = buf.subarray(start, end);
+          const { type, offset } = messageType(gen, data);
           const r = client.onFrame(type, data.subarray(offset), wsHeaderLen(data.length, true) + data.length);
           if (r) await r;
           continue;
         }
-        case "ping":
-          sender.sendControl(WsOpcode.Pong, ev.data.slice());
+        case WsOpcode.Text:
+          // Text messages carry nothing in either generation: skip them.
           continue;
-        case "pong":
+        case WsOpcode.Ping:
+          sender.sendControl(WsOpcode.Pong, buf.slice(start, end));
           continue;
-        case "close":
+        case WsOpcode.Pong:
+          continue;
+        case WsOpcode.Close:
           await sender.closeWebSocket(WsClose.Normal, "");
-          client.close(`websocket closed by peer (code ${ev.code})`);
+          client.close(`websocket closed by peer (code ${closeCode(buf.subarray(start, end))})`);
           return;
       }
     }
@@ -388,55 +398,38 @@ function wsFeeder(client: Client, sender: StreamSender): Feeder {
 }
 
 /**
- * Writes a client's batches as derp stream frames or WebSocket binary
- * messages: one buffer and one write per batch, all writes serialized.
+ * The write side of a raw connection: whole encoded frames from the client
+ * (derp stream or WebSocket framing), plus WebSocket control frames from the
+ * read loop, written in order.
  */
 export class StreamSender implements FrameSender {
   /** How frames are wrapped. */
-  readonly framing: "derp" | "websocket";
+  readonly framing: Framing;
   readonly #conn: ByteConn;
-  #tail: Promise<void> = Promise.resolve();
+  #tail: Promise<void> | null = null;
   #closed = false;
 
   /** @param conn socket; @param framing derp stream or WebSocket */
-  constructor(conn: ByteConn, framing: "derp" | "websocket") {
+  constructor(conn: ByteConn, framing: Framing) {
     this.#conn = conn;
     this.framing = framing;
   }
 
-  /** Encodes and writes a batch (see {@link FrameSender.send}). */
-  send(batch: readonly WireMsg[], gen: Generation): Promise<void> {
-    const lens = new Array<number>(batch.length);
-    let total = 0;
-    const ws = this.framing === "websocket";
-    for (let i = 0; i < batch.length; i++) {
-      const len = gen.payloadLen(batch[i]!);
-      lens[i] = len;
-      // WebSocket body = 1 type byte (all types < 64, so one varint byte) + payload.
-      total += ws ? wsHeaderLen(1 + len) + 1 + len : DERP_HEADER_LEN + len;
-    }
-    const buf = new Uint8Array(total);
-    let off = 0;
-    for (let i = 0; i < batch.length; i++) {
-      const msg = batch[i]!;
-      const len = lens[i]!;
-      if (ws) {
-        off += writeWsHeader(buf, off, WsOpcode.Binary, 1 + len);
-        buf[off++] = gen.frameType(msg);
-      } else {
-        writeDerpHeader(buf, off, gen.frameType(msg), len);
-        off += DERP_HEADER_LEN;
-      }
-      gen.writePayload(msg, buf, off);
-      off += len;
-    }
-    return this.#write(buf);
+  /** Writes encoded frames (see {@link FrameSender.write}). */
+  write(bytes: Uint8Array): Promise<void> {
+    return this.#write(bytes);
   }
 
   #write(buf: Uint8Array): Promise<void> {
     if (this.#closed) return Promise.reject(new Deno.errors.BadResource("Connection closed"));
-    const p = this.#tail.then(() => writeAll(this.#conn, buf));
-    this.#tail = p.catch(() => {});
+    // Chain only behind a write in flight; the common case is one write at a time.
+    const p = this.#tail === null ? writeAll(this.#conn, buf) : this.#tail.then(() => writeAll(this.#conn, buf));
+    const tail = p.then(() => {
+      if (this.#tail === tail) this.#tail = null;
+    }, () => {
+      if (this.#tail === tail) this.#tail = null;
+    });
+    this.#tail = tail;
     return p;
   }
 
@@ -449,7 +442,7 @@ export class StreamSender implements FrameSender {
 
   /** Sends a close frame (best effort, bounded to 1 s), for protocol errors and peer closes. */
   async closeWebSocket(code: number, reason: string): Promise<void> {
-    if (this.framing !== "websocket" || this.#closed) return;
+    if (this.framing !== WS_BINARY || this.#closed) return;
     const payload = closePayload(code, reason);
     const frame = new Uint8Array(wsHeaderLen(payload.length) + payload.length);
     frame.set(payload, writeWsHeader(frame, 0, WsOpcode.Close, payload.length));

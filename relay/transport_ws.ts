@@ -15,7 +15,8 @@
  */
 
 import type { Client, FrameSender } from "./client.ts";
-import { type Generation, messageType, type WireMsg } from "./generation.ts";
+import { MESSAGES, splitMessages } from "./framing.ts";
+import { type Generation, messageType } from "./generation.ts";
 import type { RelayCore } from "./relay_core.ts";
 
 /** Unprocessed inbound bytes allowed while the client is paused. */
@@ -41,20 +42,18 @@ export interface RuntimeWebSocket extends EventTarget {
 
 /** {@link FrameSender} over a runtime WebSocket: one message per frame. */
 class WebSocketSender implements FrameSender {
+  readonly framing = MESSAGES;
   readonly #ws: RuntimeWebSocket;
 
   constructor(ws: RuntimeWebSocket) {
     this.#ws = ws;
   }
 
-  async send(batch: readonly WireMsg[], gen: Generation): Promise<void> {
-    for (const msg of batch) {
+  async write(bytes: Uint8Array): Promise<void> {
+    for (const body of splitMessages(bytes)) {
       if (this.#ws.readyState !== WebSocket.OPEN) throw new Error("WebSocket is not open");
-      const len = gen.payloadLen(msg);
-      const body = new Uint8Array(1 + len);
-      body[0] = gen.frameType(msg);
-      gen.writePayload(msg, body, 1);
-      this.#ws.send(body);
+      // A copy: the client reuses `bytes` once this promise settles, and `send` may queue.
+      this.#ws.send(body.slice());
     }
     while (this.#ws.bufferedAmount > HIGH_WATER_BYTES && this.#ws.readyState === WebSocket.OPEN) {
       await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));

@@ -88,11 +88,41 @@ export class WsReader {
     return this.#in.available;
   }
 
+  /** Bytes holding the payload of what {@link read} returned (valid until the next `push`). */
+  buf: Uint8Array = new Uint8Array(0);
+  /** Start of that payload in {@link buf}. */
+  start = 0;
+  /** End of that payload in {@link buf}. */
+  end = 0;
+
   /**
    * Returns the next event, or `null` when more bytes are needed.
    * @throws {WsProtocolError}
    */
   next(): WsEvent | null {
+    const op = this.read();
+    if (op < 0) return null;
+    const data = this.buf.subarray(this.start, this.end);
+    switch (op) {
+      case WsOpcode.Ping:
+        return { kind: "ping", data };
+      case WsOpcode.Pong:
+        return { kind: "pong", data };
+      case WsOpcode.Close:
+        return { kind: "close", code: closeCode(data), reason: data.length > 2 ? utf8.decode(data.subarray(2)) : "" };
+      default:
+        return { kind: "message", binary: op === WsOpcode.Binary, data };
+    }
+  }
+
+  /**
+   * The allocation-free form of {@link next}: returns the opcode of the next
+   * whole message (Text/Binary, reassembled if fragmented) or control frame
+   * (Ping/Pong/Close), with its unmasked payload at
+   * `buf[start..end]`; or -1 when more bytes are needed.
+   * @throws {WsProtocolError}
+   */
+  read(): number {
     for (;;) {
       const r = this.#in;
       const b = r.buf;
@@ -100,7 +130,7 @@ export class WsReader {
       const avail = b.length - p;
       if (avail < 2) {
         r.keep(14);
-        return null;
+        return -1;
       }
       const b0 = b[p]!;
       const b1 = b[p + 1]!;
@@ -120,14 +150,14 @@ export class WsReader {
         hdr = 4;
         if (avail < hdr) {
           r.keep(14);
-          return null;
+          return -1;
         }
         len = (b[p + 2]! << 8) | b[p + 3]!;
       } else if (len === 127) {
         hdr = 10;
         if (avail < hdr) {
           r.keep(14);
-          return null;
+          return -1;
         }
         if (b[p + 2]! & 0x80) throw new WsProtocolError(WsClose.ProtocolError, "Frame length has the top bit set");
         // Anything past 2^32 is over every limit we have: only the low word matters.
@@ -140,53 +170,60 @@ export class WsReader {
       if (isControl) {
         if (!fin) throw new WsProtocolError(WsClose.ProtocolError, "Fragmented control frame");
         if (len > 125) throw new WsProtocolError(WsClose.ProtocolError, "Control frame longer than 125 bytes");
+        if (opcode !== WsOpcode.Close && opcode !== WsOpcode.Ping && opcode !== WsOpcode.Pong) {
+          throw new WsProtocolError(WsClose.ProtocolError, `Unknown opcode ${opcode}`);
+        }
       } else if (opcode !== WsOpcode.Continuation && opcode !== WsOpcode.Text && opcode !== WsOpcode.Binary) {
         throw new WsProtocolError(WsClose.ProtocolError, `Unknown opcode ${opcode}`);
-      }
-      if (!isControl && this.#fragLen + len > this.#opts.maxMessage) {
+      } else if (this.#fragLen + len > this.#opts.maxMessage) {
         throw new WsProtocolError(WsClose.TooBig, `Message exceeds ${this.#opts.maxMessage} bytes`);
-      }
-      if (isControl && opcode !== WsOpcode.Close && opcode !== WsOpcode.Ping && opcode !== WsOpcode.Pong) {
-        throw new WsProtocolError(WsClose.ProtocolError, `Unknown opcode ${opcode}`);
       }
       const maskLen = masked ? 4 : 0;
       const total = hdr + maskLen + len;
       if (avail < total) {
         r.keep(total);
-        return null;
+        return -1;
       }
       r.pos = p + total;
-      const data = b.subarray(p + hdr + maskLen, p + total);
-      if (masked) unmask(data, b, p + hdr);
+      const start = p + hdr + maskLen;
+      const end = p + total;
+      if (masked) unmask(b, start, end, p + hdr);
 
       if (isControl) {
-        if (opcode === WsOpcode.Ping) return { kind: "ping", data };
-        if (opcode === WsOpcode.Pong) return { kind: "pong", data };
-        if (data.length === 1) throw new WsProtocolError(WsClose.ProtocolError, "Close frame of 1 byte");
-        const code = data.length >= 2 ? (data[0]! << 8) | data[1]! : 1005;
-        return { kind: "close", code, reason: data.length > 2 ? utf8.decode(data.subarray(2)) : "" };
+        if (opcode === WsOpcode.Close && len === 1) {
+          throw new WsProtocolError(WsClose.ProtocolError, "Close frame of 1 byte");
+        }
+        return this.#set(b, start, end, opcode);
       }
       if (opcode === WsOpcode.Continuation) {
         if (this.#fragOpcode < 0) throw new WsProtocolError(WsClose.ProtocolError, "Continuation without a message");
-        this.#appendFragment(data);
+        this.#appendFragment(b.subarray(start, end));
         if (!fin) continue;
-        const whole = this.#frag.subarray(0, this.#fragLen);
-        const binary = this.#fragOpcode === WsOpcode.Binary;
+        const op = this.#fragOpcode;
+        const whole = this.#frag;
+        const wholeLen = this.#fragLen;
         this.#fragOpcode = -1;
         this.#frag = new Uint8Array(0);
         this.#fragLen = 0;
-        return { kind: "message", binary, data: whole };
+        return this.#set(whole, 0, wholeLen, op);
       }
       if (this.#fragOpcode >= 0) {
         throw new WsProtocolError(WsClose.ProtocolError, "New message inside a fragmented one");
       }
       if (!fin) {
         this.#fragOpcode = opcode;
-        this.#appendFragment(data);
+        this.#appendFragment(b.subarray(start, end));
         continue;
       }
-      return { kind: "message", binary: opcode === WsOpcode.Binary, data };
+      return this.#set(b, start, end, opcode);
     }
+  }
+
+  #set(buf: Uint8Array, start: number, end: number, op: number): number {
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+    return op;
   }
 
   #appendFragment(data: Uint8Array): void {
@@ -201,18 +238,23 @@ export class WsReader {
   }
 }
 
-/** XORs `data` in place with the 4-byte mask found at `src[at..at+4]`. */
-function unmask(data: Uint8Array, src: Uint8Array, at: number): void {
-  const m0 = src[at]!, m1 = src[at + 1]!, m2 = src[at + 2]!, m3 = src[at + 3]!;
-  const n = data.length;
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    data[i] = data[i]! ^ m0;
-    data[i + 1] = data[i + 1]! ^ m1;
-    data[i + 2] = data[i + 2]! ^ m2;
-    data[i + 3] = data[i + 3]! ^ m3;
+/** XORs `buf[start..end]` in place with the 4-byte mask found at `mask[at..at+4]`. */
+function unmask(buf: Uint8Array, start: number, end: number, at: number, mask: Uint8Array = buf): void {
+  const m0 = mask[at]!, m1 = mask[at + 1]!, m2 = mask[at + 2]!, m3 = mask[at + 3]!;
+  let i = start;
+  for (; i + 4 <= end; i += 4) {
+    buf[i] = buf[i]! ^ m0;
+    buf[i + 1] = buf[i + 1]! ^ m1;
+    buf[i + 2] = buf[i + 2]! ^ m2;
+    buf[i + 3] = buf[i + 3]! ^ m3;
   }
-  for (; i < n; i++) data[i] = data[i]! ^ ((i & 3) === 0 ? m0 : (i & 3) === 1 ? m1 : m2);
+  // At most 3 bytes remain, at mask positions 0, 1, 2.
+  for (let j = 0; i < end; i++, j++) buf[i] = buf[i]! ^ (j === 0 ? m0 : j === 1 ? m1 : m2);
+}
+
+/** Status code of a close frame payload (1005 when absent). */
+export function closeCode(data: Uint8Array): number {
+  return data.length >= 2 ? (data[0]! << 8) | data[1]! : 1005;
 }
 
 /** Header length of a frame with a `len`-byte payload, in bytes. */
@@ -266,7 +308,7 @@ export function encodeWsFrame(opcode: number, payload: Uint8Array, mask?: Uint8A
   const out = new Uint8Array(wsHeaderLen(payload.length, mask !== undefined) + payload.length);
   const h = writeWsHeader(out, 0, opcode, payload.length, mask);
   out.set(payload, h);
-  if (mask) unmask(out.subarray(h), mask, 0);
+  if (mask) unmask(out, h, out.length, 0, mask);
   return out;
 }
 

@@ -8,8 +8,9 @@
 
 import { ed25519 } from "@noble/curves/ed25519";
 import type { Client, FrameSender } from "../../relay/client.ts";
-import { type DerpMsg, encodeDerpWs } from "../../relay/codec_derp.ts";
-import { encodeV1, readV1Type, type V1Msg } from "../../relay/codec_v1.ts";
+import { decodeDerp, type DerpMsg, encodeDerpWs } from "../../relay/codec_derp.ts";
+import { decodeV1, encodeV1, readV1Type, type V1Msg } from "../../relay/codec_v1.ts";
+import { MESSAGES, splitMessages } from "../../relay/framing.ts";
 import { DERP, type Generation, V1, V2, type WireMsg } from "../../relay/generation.ts";
 import { RelayCore, type RelayOptions } from "../../relay/relay_core.ts";
 import { clientAuth, clientInfo } from "./relay_client.ts";
@@ -25,22 +26,31 @@ export class FakeClock {
   }
 }
 
-/** A recording {@link FrameSender}. */
+/** A recording {@link FrameSender}: decodes each write back into messages. */
 export class MemSender implements FrameSender {
+  /** Length-delimited bodies, so writes can be decoded message by message. */
+  readonly framing = MESSAGES;
   /** Every message written, in order. */
   readonly sent: WireMsg[] = [];
-  /** Batches as written (to check ordering inside one write). */
+  /** Messages per write call (to check ordering and batching inside one write). */
   readonly batches: WireMsg[][] = [];
   /** True once closed by the client. */
   closed = false;
   /** When true, writes never complete (a peer that stopped reading). */
   stalled = false;
+  readonly #gen: Generation;
   #waiters: (() => void)[] = [];
 
-  /** Records the batch. */
-  send(batch: readonly WireMsg[]): Promise<void> {
+  /** @param gen vocabulary to decode writes with */
+  constructor(gen: Generation) {
+    this.#gen = gen;
+  }
+
+  /** Decodes and records one write. */
+  write(bytes: Uint8Array): Promise<void> {
     if (this.closed) return Promise.reject(new Error("closed"));
-    this.batches.push([...batch]);
+    const batch = splitMessages(bytes).map((body) => decodeBody(this.#gen, body.slice()));
+    this.batches.push(batch);
     this.sent.push(...batch);
     this.#wake();
     return this.stalled ? new Promise(() => {}) : Promise.resolve();
@@ -104,6 +114,12 @@ export interface MemConn {
 /** Generation by short name. */
 export const GENS = { derp: DERP, v1: V1, v2: V2 } as const;
 
+/** Decodes a body (`[type][payload]`) the relay sent, in `gen`'s vocabulary. */
+export function decodeBody(gen: Generation, body: Uint8Array): WireMsg {
+  if (gen === DERP) return decodeDerp(body[0]!, body.subarray(1));
+  return decodeV1(body, gen === V2 ? 2 : 1);
+}
+
 /** Body (`[type][payload]`) of a message in `gen`'s vocabulary. */
 export function bodyOf(gen: Generation, msg: DerpMsg | V1Msg): Uint8Array {
   if (gen === DERP) return encodeDerpWs(msg as DerpMsg);
@@ -121,7 +137,7 @@ export function memOpen(
   gen: Generation,
   secret: Uint8Array = ed25519.utils.randomSecretKey(),
 ): MemConn {
-  const out = new MemSender();
+  const out = new MemSender(gen);
   const client = core.accept(out, {
     gen,
     framing: gen === DERP ? "derp" : "websocket",
