@@ -201,7 +201,8 @@ export class RelayCore {
     this.metrics.c.accepts++;
     if (fresh) this.metrics.c.uniqueClientKeys++;
     this.#perGen[c.gen.name]++;
-    this.log.info(`${c.label}: connected from ${c.info.remote}`);
+    // Per-connection lines are debug: at info they cost a sync stderr write per client in a connect storm.
+    this.log.debug(`${c.label}: connected from ${c.info.remote}`);
   }
 
   /** Called once by a client when it closes. */
@@ -211,7 +212,7 @@ export class RelayCore {
       this.#perGen[c.gen.name]--;
       this.metrics.c.disconnects++;
       this.#clients.unregister(c);
-      this.log.info(`${c.label}: disconnected: ${reason}`);
+      this.log.debug(`${c.label}: disconnected: ${reason}`);
     } else {
       this.log.debug(`${c.label}: closed before registering: ${reason}`);
     }

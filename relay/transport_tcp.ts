@@ -279,7 +279,7 @@ async function upgrade(
   } else {
     headers.push(["Upgrade", "websocket"], ["Connection", "upgrade"], [
       "Sec-WebSocket-Accept",
-      await wsAccept(up.wsKey),
+      wsAccept(up.wsKey),
     ]);
     gen = up.generation === "0.35" ? DERP : up.version === 2 ? V2 : V1;
     if (gen.subprotocol) headers.push(["Sec-WebSocket-Protocol", gen.subprotocol]);
