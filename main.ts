@@ -248,7 +248,19 @@ export async function main(args: string[]): Promise<number> {
     console.log(`${cli.configPath}: ok${warnings.length ? ` (${warnings.length} warning(s))` : ""}`);
     return 0;
   }
-  let services: Services;
+  // Signals are handled from before the first listener opens, so an early SIGTERM or
+  // SIGHUP (a fast `systemctl reload`) is never lost or fatal.
+  const stopped = Promise.withResolvers<string>();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopped.resolve(sig));
+  let services: Services | undefined;
+  Deno.addSignalListener("SIGHUP", () => {
+    if (!services) return;
+    log.info("SIGHUP: reloading TLS certificate");
+    services.relay?.reloadTls().then(
+      () => log.info("TLS certificate reloaded"),
+      (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
+    );
+  });
   try {
     services = await startServices(config, log);
   } catch (e) {
@@ -256,15 +268,6 @@ export async function main(args: string[]): Promise<number> {
     fail(`cannot start: ${(e as Error).message}`);
   }
   log.info(`iroh-relay-deno ${VERSION} running${cli.dev ? " (dev mode)" : ""}`);
-  const stopped = Promise.withResolvers<string>();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopped.resolve(sig));
-  Deno.addSignalListener("SIGHUP", () => {
-    log.info("SIGHUP: reloading TLS certificate");
-    services.relay?.reloadTls().then(
-      () => log.info("TLS certificate reloaded"),
-      (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
-    );
-  });
   const sig = await stopped.promise;
   log.info(`${sig}: shutting down`);
   await services.close();

@@ -60,6 +60,25 @@ export interface StartOptions {
   core?: Omit<RelayOptions, "access" | "clientRx" | "keyCacheCapacity" | "log">;
 }
 
+/** How often `cert_mode = "Reloading"` re-reads the certificate files (upstream: 24 h), ms. */
+export const TLS_RELOAD_INTERVAL_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Runs `bind` until it stops failing with "address in use" (a just-closed
+ * listener's socket can take a moment to go), at most ~1 s.
+ */
+async function bindWithRetry(bind: () => void): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      bind();
+      return;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AddrInUse) || attempt >= 40) throw e;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+}
+
 /** Version reported by `/healthz` when the caller gives none. */
 const DEFAULT_HEALTH: HealthInfo = { version: "dev", gitHash: "unknown" };
 
@@ -86,6 +105,7 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       await swapTls();
     },
     async close() {
+      clearInterval(reloadTimer);
       for (const l of listeners) {
         try {
           l.close();
@@ -105,26 +125,49 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       burst: cfg.limits.acceptConnBurst ?? Math.max(1, Math.ceil(cfg.limits.acceptConnLimit)),
     }
     : undefined;
+  const loopOf = new Map<Deno.Listener, Promise<void>>();
   const serve = (l: Deno.Listener, ctx: TransportContext) => {
     listeners.push(l);
-    loops.push(serveListener(l, { ...ctx, ...(accept ? { acceptLimit: accept } : {}) }));
+    const loop = serveListener(l, { ...ctx, ...(accept ? { acceptLimit: accept } : {}) });
+    loops.push(loop);
+    loopOf.set(l, loop);
   };
   let tlsListener: Deno.Listener | undefined;
+  let tlsPem: { cert: string; key: string } | undefined;
+  const listenTls = (addr: { hostname: string; port: number }, pem: { cert: string; key: string }) => {
+    const l = Deno.listenTls({ hostname: addr.hostname, port: addr.port, ...pem });
+    serve(l, { core, role: "relay", health });
+    tlsListener = l;
+    tlsPem = pem;
+    service.httpsAddr = l.addr as Deno.NetAddr;
+  };
+  // (Re)reads the PEM files and serves new connections with them; open connections keep theirs.
   const swapTls = async () => {
     if (!useTls) return;
-    const cert = await Deno.readTextFile(cfg.tls!.certPath);
-    const key = await Deno.readTextFile(cfg.tls!.keyPath);
-    const addr = tlsListener ? (tlsListener.addr as Deno.NetAddr) : cfg.tls!.httpsBindAddr;
+    const pem = { cert: await Deno.readTextFile(cfg.tls!.certPath), key: await Deno.readTextFile(cfg.tls!.keyPath) };
     const old = tlsListener;
-    if (old) {
-      // Stop accepting on the old listener first so the new one can bind the port.
-      listeners.splice(listeners.indexOf(old), 1);
-      old.close();
+    if (old === undefined) {
+      listenTls(cfg.tls!.httpsBindAddr, pem);
+      return;
     }
-    tlsListener = Deno.listenTls({ hostname: addr.hostname, port: addr.port, cert, key });
-    serve(tlsListener, { core, role: "relay", health });
-    service.httpsAddr = tlsListener.addr as Deno.NetAddr;
+    // Check the new files on a throwaway listener first: a bad file must not take HTTPS down.
+    Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...pem }).close();
+    // Without SO_REUSEPORT (unstable in Deno) the port must be released before it is bound
+    // again, so connections arriving in that instant are refused; clients retry. The socket
+    // is released once the pending accept has ended, so wait for the accept loop first.
+    const addr = old.addr as Deno.NetAddr;
+    listeners.splice(listeners.indexOf(old), 1);
+    old.close();
+    await loopOf.get(old);
+    loopOf.delete(old);
+    try {
+      await bindWithRetry(() => listenTls(addr, pem));
+    } catch (e) {
+      await bindWithRetry(() => listenTls(addr, tlsPem!));
+      throw e;
+    }
   };
+  let reloadTimer: ReturnType<typeof setInterval> | undefined;
   try {
     if (cfg.enableMetrics) {
       const ma = cfg.metricsBindAddr;
@@ -141,6 +184,14 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       serve(httpListener, { core, role: useTls ? "captive-portal" : "relay", health });
       service.httpAddr = httpListener.addr as Deno.NetAddr;
       await swapTls();
+      if (useTls && cfg.tls!.certMode === "Reloading") {
+        reloadTimer = setInterval(() => {
+          swapTls().then(
+            () => log?.info("TLS certificate re-read (Reloading mode)"),
+            (e) => log?.error(`TLS certificate reload failed, keeping the old one: ${(e as Error).message}`),
+          );
+        }, TLS_RELOAD_INTERVAL_MS);
+      }
     }
     if (cfg.enableMetrics) {
       const ma = cfg.metricsBindAddr;

@@ -1,0 +1,130 @@
+/**
+ * Certificate renewal as an operator does it: replace the PEM files, send
+ * SIGHUP (`systemctl reload`). New connections get the new certificate, the
+ * connections already open stay up, and a broken file is refused without
+ * taking HTTPS down.
+ */
+
+import assert from "node:assert/strict";
+import { connectClient, type TestRelayClient } from "./support/relay_client.ts";
+import { withTimeout } from "./support/relay_scope.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+/** Certificate A: self-signed `localhost`. */
+const A = { cert: `${FIXTURES}localhost.crt`, key: `${FIXTURES}localhost.key`, ca: `${FIXTURES}localhost.crt` };
+/** Certificate B: a leaf for `localhost` from the test CA. */
+const B = {
+  cert: `${FIXTURES}imap_tls/cert.pem`,
+  key: `${FIXTURES}imap_tls/key.pem`,
+  ca: `${FIXTURES}imap_tls/ca.pem`,
+};
+
+/** A main.ts process whose stderr is collected and searchable. */
+class MainProcess {
+  readonly child: Deno.ChildProcess;
+  #text = "";
+  #waiters: (() => void)[] = [];
+
+  constructor(args: string[]) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    this.child = child;
+    (async () => {
+      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
+        this.#text += chunk;
+        for (const w of this.#waiters.splice(0)) w();
+      }
+      for (const w of this.#waiters.splice(0)) w();
+    })();
+  }
+
+  get log(): string {
+    return this.#text;
+  }
+
+  /** Waits until the log matches `re` (after `from` characters); returns the match. */
+  async waitFor(re: RegExp, from = 0, timeoutMs = 20_000): Promise<RegExpExecArray> {
+    return await withTimeout(
+      (async () => {
+        for (;;) {
+          const m = re.exec(this.#text.slice(from));
+          if (m) return m;
+          await new Promise<void>((r) => this.#waiters.push(r));
+        }
+      })(),
+      timeoutMs,
+      `log line ${re}; log so far:\n${this.#text}`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    try {
+      this.child.kill("SIGTERM");
+    } catch {
+      // already exited
+    }
+    await this.child.status;
+  }
+}
+
+async function tlsClient(port: number, caFile: string): Promise<TestRelayClient> {
+  return await connectClient(port, "v2", { tlsHostname: "localhost", caCerts: [await Deno.readTextFile(caFile)] });
+}
+
+Deno.test("SIGHUP re-reads the TLS certificate: new connections get it, open ones stay up", async () => {
+  const dir = await Deno.makeTempDir();
+  const cert = `${dir}/fullchain.pem`;
+  const key = `${dir}/privkey.pem`;
+  await Deno.copyFile(A.cert, cert);
+  await Deno.copyFile(A.key, key);
+  await Deno.writeTextFile(
+    `${dir}/relay.toml`,
+    `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n[tls]\ncert_mode = "Manual"\n` +
+      `https_bind_addr = "127.0.0.1:0"\nmanual_cert_path = "${cert}"\nmanual_key_path = "${key}"\n`,
+  );
+  const main = new MainProcess(["--config", `${dir}/relay.toml`]);
+  const open: TestRelayClient[] = [];
+  try {
+    const port = Number((await main.waitFor(/relay listening on https:\/\/127\.0\.0\.1:(\d+)/))[1]);
+    await main.waitFor(/running/);
+    const before = await tlsClient(port, A.ca);
+    open.push(before);
+    await before.ping();
+
+    // Renewal: new files, then SIGHUP.
+    await Deno.copyFile(B.cert, cert);
+    await Deno.copyFile(B.key, key);
+    let mark = main.log.length;
+    main.child.kill("SIGHUP");
+    await main.waitFor(/TLS certificate reloaded/, mark);
+
+    const after = await tlsClient(port, B.ca);
+    open.push(after);
+    await after.ping();
+    await assert.rejects(tlsClient(port, A.ca), "the old certificate is no longer served");
+    // The connection made before the reload is still up and can reach the new one.
+    await before.ping();
+    await before.send(after.publicKey, new TextEncoder().encode("still here"));
+    assert.equal(new TextDecoder().decode((await after.recv()).data), "still here");
+
+    // A broken file is refused: the error is logged and HTTPS keeps serving certificate B.
+    await Deno.writeTextFile(cert, "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n");
+    mark = main.log.length;
+    main.child.kill("SIGHUP");
+    await main.waitFor(/TLS reload failed, keeping the old certificate/, mark);
+    const still = await tlsClient(port, B.ca);
+    open.push(still);
+    await still.ping();
+    await before.ping();
+  } finally {
+    for (const c of open) c.close();
+    await main.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
