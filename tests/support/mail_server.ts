@@ -6,11 +6,23 @@
  * removes everything it created.
  *
  * Options cover what the IMAP proxy tests need (plain and implicit-TLS IMAP,
- * METADATA on or off, COMPRESS via `imap_zlib`) and what a later end-to-end
- * test needs from Dovecot: LMTP on a TCP port for local delivery
- * (`dovecot-lmtpd`), several users, TLS certificate paths, a chosen temp dir.
- * Postfix (SMTP submission) is not started here yet: add it as another
- * option that spawns its own processes and registers them for `stop()`.
+ * METADATA on or off, COMPRESS via `imap_zlib`) and what the Delta Chat
+ * end-to-end test needs: LMTP on a TCP port for local delivery
+ * (`dovecot-lmtpd`), several users, TLS certificate paths, a chosen temp dir,
+ * and SMTP (option `smtp`).
+ *
+ * SMTP is Debian's Postfix with its own `main.cf`/`master.cf` in
+ * `<dir>/postfix` (queue in `<dir>/postfix-queue`), never the machine's
+ * `/etc/postfix`:
+ * - one implicit-TLS submission listener on the address and port asked for;
+ * - SASL (PLAIN, LOGIN) checked by this Dovecot over a loopback TCP auth
+ *   listener, so the same passwd file serves IMAP and SMTP;
+ * - every recipient domain is delivered to Dovecot over LMTP on loopback
+ *   (no DNS, no outbound SMTP, no local delivery agent);
+ * - `postfix start-fg` runs as our child; `stop()` runs `postfix stop`, which
+ *   ends the master daemon (its own process group) and its children.
+ * The package is installed with debconf preseeded to "No configuration", so
+ * the install itself configures and starts nothing.
  *
  * Mail is stored as Maildir under `<dir>/home/<user>`, owned by `nobody`
  * (Dovecot refuses root for mail processes). Every loop is bounded in tries
@@ -47,6 +59,21 @@ export interface MailServerOptions {
   lmtpPort?: number;
   /** Install missing Debian packages with apt-get. Default true. */
   install?: boolean;
+  /**
+   * Start Postfix for SMTP submission with implicit TLS (needs `tls`), SASL
+   * via this Dovecot, delivery via LMTP (enabled automatically).
+   */
+  smtp?: SmtpOptions;
+  /** Called with the pid of each long-lived process started (Dovecot, the Postfix master), e.g. to clean up after a crash. */
+  onSpawn?: (pid: number, what: string) => void;
+}
+
+/** Options of the Postfix submission listener. */
+export interface SmtpOptions {
+  /** IP address to listen on (default `127.0.0.1`). */
+  hostname?: string;
+  /** Port: a number, or 0/omitted for a free one. */
+  port?: number;
 }
 
 /** A running Dovecot. */
@@ -59,6 +86,8 @@ export interface MailServer {
   imapsPort?: number;
   /** LMTP port, if enabled. */
   lmtpPort?: number;
+  /** Postfix's implicit-TLS submission listener, if `smtp` was given. */
+  smtp?: { hostname: string; port: number };
   /** The accounts. */
   users: MailUser[];
   /** Dovecot's log so far (for failure messages). */
@@ -84,6 +113,15 @@ async function installed(pkg: string): Promise<boolean> {
 }
 
 /**
+ * Debconf answers given before installing a package. Postfix's default
+ * ("Internet Site") would write /etc/postfix/main.cf and start a system
+ * Postfix on port 25; the tests run their own instance instead.
+ */
+const DEBCONF_PRESEED: Record<string, string[]> = {
+  postfix: ["postfix postfix/main_mailer_type select No configuration"],
+};
+
+/**
  * Installs Debian packages that are missing (apt-get, as root). Waits for
  * the dpkg lock rather than failing when another process holds it.
  * @throws {Error} the install failed
@@ -93,6 +131,16 @@ export async function ensureDebPackages(pkgs: string[]): Promise<void> {
   for (const p of pkgs) if (!(await installed(p))) missing.push(p);
   if (missing.length === 0) return;
   const env = { DEBIAN_FRONTEND: "noninteractive" };
+  const preseed = missing.flatMap((p) => DEBCONF_PRESEED[p] ?? []);
+  if (preseed.length > 0) {
+    const child = new Deno.Command("debconf-set-selections", { stdin: "piped", stdout: "null", stderr: "piped" })
+      .spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(preseed.join("\n") + "\n"));
+    await w.close();
+    const r = await child.output();
+    if (r.code !== 0) throw new Error(`debconf-set-selections failed: ${dec.decode(r.stderr)}`);
+  }
   const install = () =>
     sh("apt-get", ["-o", "DPkg::Lock::Timeout=300", "install", "-y", "-q", "--no-install-recommends", ...missing], env);
   let r = await install();
@@ -104,17 +152,17 @@ export async function ensureDebPackages(pkgs: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`apt-get install ${missing.join(" ")} failed:\n${r.out.slice(-2000)}`);
 }
 
-/** A free TCP port on 127.0.0.1 (bind, read, release: a small race we accept in tests). */
-export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** A free TCP port on `hostname`, default 127.0.0.1 (bind, read, release: a small race we accept in tests). */
+export function freePort(hostname = "127.0.0.1"): number {
+  const l = Deno.listen({ hostname, port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
 }
 
-async function canConnect(port: number): Promise<boolean> {
+async function canConnect(port: number, hostname = "127.0.0.1"): Promise<boolean> {
   try {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port });
+    const c = await Deno.connect({ hostname, port });
     c.close();
     return true;
   } catch {
@@ -122,14 +170,178 @@ async function canConnect(port: number): Promise<boolean> {
   }
 }
 
+/** A long-lived child process whose stderr is kept for error messages. */
+interface Daemon {
+  child: Deno.ChildProcess;
+  status: Promise<Deno.CommandStatus>;
+  exited(): boolean;
+  stderr(): string;
+  /** Waits for the exit, at most `ms`; true if it exited. */
+  waitExit(ms: number): Promise<boolean>;
+  /** Kills (if still running) and waits for the exit and the stderr pump. */
+  kill(signal: Deno.Signal): Promise<void>;
+}
+
+function spawnDaemon(cmd: string, args: string[]): Daemon {
+  const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+  let exited = false;
+  const status = child.status.then((s) => {
+    exited = true;
+    return s;
+  });
+  let errText = "";
+  // stdout and stderr both go to the log text: Postfix's start-fg prints its checks on stdout.
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) errText = (errText + chunk).slice(-20_000);
+  };
+  const drain = Promise.all([pump(child.stdout), pump(child.stderr)]).catch(() => {});
+  const waitExit = async (ms: number) => {
+    let id: ReturnType<typeof setTimeout> | undefined;
+    const done = await Promise.race([
+      status.then(() => true),
+      new Promise<boolean>((r) => id = setTimeout(() => r(false), ms)),
+    ]);
+    clearTimeout(id);
+    return done;
+  };
+  return {
+    child,
+    status,
+    exited: () => exited,
+    stderr: () => errText,
+    waitExit,
+    async kill(signal) {
+      if (!exited) {
+        try {
+          child.kill(signal);
+        } catch {
+          // already gone
+        }
+      }
+      if (!(await waitExit(5000)) && !exited) {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+      await status;
+      await drain;
+    },
+  };
+}
+
+/** True if a process with this pid exists. */
+function alive(pid: number): boolean {
+  try {
+    // Deno.kill has no signal 0; SIGCONT is a no-op for a running process and fails the same way for a missing one.
+    Deno.kill(pid, "SIGCONT");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * Starts Dovecot with a throwaway config.
+ * Polls `host:port` until it accepts connections, bounded by `deadline`
+ * (performance.now() ms); false if `dead()` turns true or time runs out.
+ */
+async function waitPort(hostname: string, port: number, deadline: number, dead: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 2000; i++) {
+    if (dead() || performance.now() > deadline) return false;
+    if (await canConnect(port, hostname)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+/** Postfix `main.cf` for a submission-only instance delivering to Dovecot over LMTP. */
+function postfixMainCf(dir: string, lmtpPort: number, authPort: number, tls: { certPath: string; keyPath: string }) {
+  return `# throwaway test config written by tests/support/mail_server.ts
+compatibility_level = 3.6
+queue_directory = ${dir}/postfix-queue
+data_directory = ${dir}/postfix-data
+maillog_file = ${dir}/postfix.log
+maillog_file_prefixes = ${dir}
+myhostname = mail.example.org
+mydomain = example.org
+myorigin = example.org
+mydestination =
+# The only inet service in master.cf names its address; "all" keeps the
+# LMTP client from binding its source to a non-loopback address.
+inet_interfaces = all
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+append_dot_mydomain = no
+smtp_host_lookup = native
+lmtp_host_lookup = native
+# Every domain is ours: deliver everything to Dovecot, accept any recipient (Dovecot rejects unknown users).
+virtual_mailbox_domains = static:all
+virtual_transport = lmtp:inet:[127.0.0.1]:${lmtpPort}
+smtpd_reject_unlisted_recipient = no
+smtpd_relay_restrictions = permit_sasl_authenticated, permit_mynetworks, reject
+smtpd_recipient_restrictions =
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = inet:127.0.0.1:${authPort}
+smtpd_sasl_security_options = noanonymous
+smtpd_tls_cert_file = ${tls.certPath}
+smtpd_tls_key_file = ${tls.keyPath}
+smtpd_tls_security_level = may
+smtpd_tls_auth_only = no
+# No reverse DNS of clients: test traffic must not leave the machine.
+smtpd_peername_lookup = no
+`;
+}
+
+/**
+ * Postfix `master.cf`: the submission listener and the internal services it
+ * needs, none chrooted (the queue is a temp dir without a chroot tree).
+ */
+function postfixMasterCf(hostname: string, port: number): string {
+  return `# throwaway test config written by tests/support/mail_server.ts
+${hostname}:${port} inet n - n - - smtpd
+  -o smtpd_tls_wrappermode=yes
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+lmtp unix - - n - - lmtp
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+tlsmgr unix - - n 1000? 1 tlsmgr
+postlog unix-dgram n - n - 1 postlogd
+`;
+}
+
+/**
+ * Starts Dovecot (and Postfix when `smtp` is given) with a throwaway config.
  *
- * @throws {Error} install failed, or Dovecot did not come up within 10 s (its log is in the message)
+ * @throws {Error} install failed, or a server did not come up within 10 s (its log is in the message)
  */
 export async function startMailServer(opts: MailServerOptions): Promise<MailServer> {
+  const smtp = opts.smtp;
+  if (smtp && !opts.tls) throw new Error("smtp needs tls");
+  const wantLmtp = opts.lmtpPort !== undefined || smtp !== undefined;
   if (opts.install !== false) {
-    await ensureDebPackages(["dovecot-imapd", ...(opts.lmtpPort !== undefined ? ["dovecot-lmtpd"] : [])]);
+    await ensureDebPackages([
+      "dovecot-imapd",
+      ...(wantLmtp ? ["dovecot-lmtpd"] : []),
+      ...(smtp ? ["postfix"] : []),
+    ]);
   }
   if (opts.imapsPort !== undefined && !opts.tls) throw new Error("imapsPort needs tls");
   const ownDir = opts.dir === undefined;
@@ -139,7 +351,10 @@ export async function startMailServer(opts: MailServerOptions): Promise<MailServ
   await Deno.chmod(dir, 0o755);
   const imapPort = opts.imapPort || freePort();
   const imapsPort = opts.imapsPort === undefined ? undefined : opts.imapsPort || freePort();
-  const lmtpPort = opts.lmtpPort === undefined ? undefined : opts.lmtpPort || freePort();
+  const lmtpPort = wantLmtp ? opts.lmtpPort || freePort() : undefined;
+  const authPort = smtp ? freePort() : undefined;
+  const smtpAddr = smtp ? { hostname: smtp.hostname ?? "127.0.0.1", port: 0 } : undefined;
+  if (smtpAddr) smtpAddr.port = smtp!.port || freePort(smtpAddr.hostname);
 
   await Deno.mkdir(`${dir}/home`, { recursive: true });
   await Deno.chmod(`${dir}/home`, 0o755);
@@ -211,78 +426,80 @@ protocol lmtp {
 }`
       : ""
   }
+${
+    authPort !== undefined
+      ? `# SASL for Postfix (Dovecot's client protocol over TCP; Postfix SASL_README)
+service auth {
+  inet_listener auth-postfix {
+    address = 127.0.0.1
+    port = ${authPort}
+  }
+}`
+      : ""
+  }
 `;
   await Deno.writeTextFile(`${dir}/dovecot.conf`, conf);
-  const child = new Deno.Command("dovecot", {
-    args: ["-F", "-c", `${dir}/dovecot.conf`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    return s;
-  });
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let errText = "";
-  const drain = (async () => {
-    for (;;) {
-      const { value, done } = await stderr.read();
-      if (done) return;
-      errText += value;
-    }
-  })();
+  const dovecot = spawnDaemon("dovecot", ["-F", "-c", `${dir}/dovecot.conf`]);
+  opts.onSpawn?.(dovecot.child.pid, "dovecot");
+  let postfix: Daemon | undefined;
 
   const log = async () => {
     const file = await Deno.readTextFile(`${dir}/dovecot.log`).catch(() => "");
-    return errText + file;
+    const pf = postfix
+      ? `\n--- postfix\n${postfix.stderr()}${await Deno.readTextFile(`${dir}/postfix.log`).catch(() => "")}`
+      : "";
+    return dovecot.stderr() + file + pf;
   };
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    if (!exited) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
+    if (postfix) {
+      // "postfix stop" signals the master (pid file), waits up to 5 s, then kills its process group.
+      if (!postfix.exited()) {
+        await sh("postfix", ["-c", `${dir}/postfix`, "stop"]).catch(() => {});
       }
-      let id: ReturnType<typeof setTimeout> | undefined;
-      const killLater = new Promise<void>((r) =>
-        id = setTimeout(() => {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // already gone
-          }
-          r();
-        }, 5000)
-      );
-      await Promise.race([status, killLater]);
-      clearTimeout(id);
-      await status;
+      if (!(await postfix.waitExit(8000))) await postfix.kill("SIGTERM");
+      await postfix.status;
     }
-    await drain;
+    await dovecot.kill("SIGTERM");
     if (ownDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
 
-  // Dovecot gives no readiness signal we can await: poll the port, bounded (10 s), and stop early if it died.
+  // Neither server gives a readiness signal we can await: poll the ports, bounded (10 s each), stop early if it died.
   const ports = [
     imapPort,
     ...(imapsPort !== undefined ? [imapsPort] : []),
     ...(lmtpPort !== undefined ? [lmtpPort] : []),
+    ...(authPort !== undefined ? [authPort] : []),
   ];
-  const deadline = performance.now() + 10_000;
+  let deadline = performance.now() + 10_000;
   for (const port of ports) {
-    for (let i = 0; i < 500; i++) {
-      if (exited || performance.now() > deadline) {
-        const text = await log();
-        await stop();
-        throw new Error(`Dovecot did not start (port ${port}):\n${text.slice(-3000)}`);
-      }
-      if (await canConnect(port)) break;
-      await new Promise((r) => setTimeout(r, 20));
+    if (!(await waitPort("127.0.0.1", port, deadline, dovecot.exited))) {
+      const text = await log();
+      await stop();
+      throw new Error(`Dovecot did not start (port ${port}):\n${text.slice(-3000)}`);
+    }
+  }
+
+  if (smtpAddr) {
+    const pdir = `${dir}/postfix`;
+    // Postfix wants its config tree owned by root and its queue and data dirs elsewhere, owned as it sets them.
+    await Deno.mkdir(pdir, { recursive: true });
+    await Deno.mkdir(`${dir}/postfix-queue`, { recursive: true });
+    await Deno.mkdir(`${dir}/postfix-data`, { recursive: true });
+    await Deno.chown(`${dir}/postfix-data`, postfixUid(), null);
+    await Deno.writeTextFile(`${pdir}/main.cf`, postfixMainCf(dir, lmtpPort!, authPort!, opts.tls!));
+    await Deno.writeTextFile(`${pdir}/master.cf`, postfixMasterCf(smtpAddr.hostname, smtpAddr.port));
+    postfix = spawnDaemon("postfix", ["-c", pdir, "start-fg"]);
+    deadline = performance.now() + 15_000;
+    const up = await waitPort(smtpAddr.hostname, smtpAddr.port, deadline, postfix.exited);
+    const masterPid = Number((await Deno.readTextFile(`${dir}/postfix-queue/pid/master.pid`).catch(() => "")).trim());
+    if (masterPid > 0 && alive(masterPid)) opts.onSpawn?.(masterPid, "postfix master");
+    if (!up) {
+      const text = await log();
+      await stop();
+      throw new Error(`Postfix did not start (${smtpAddr.hostname}:${smtpAddr.port}):\n${text.slice(-3000)}`);
     }
   }
   return {
@@ -290,8 +507,17 @@ protocol lmtp {
     imapPort,
     ...(imapsPort !== undefined ? { imapsPort } : {}),
     ...(lmtpPort !== undefined ? { lmtpPort } : {}),
+    ...(smtpAddr ? { smtp: smtpAddr } : {}),
     users: opts.users,
     log,
     stop,
   };
+}
+
+/** Uid of the `postfix` system user (created by the package). */
+function postfixUid(): number {
+  const line = Deno.readTextFileSync("/etc/passwd").split("\n").find((l) => l.startsWith("postfix:"));
+  const uid = Number(line?.split(":")[2]);
+  if (!Number.isInteger(uid)) throw new Error("No postfix user in /etc/passwd (is the postfix package installed?)");
+  return uid;
 }
