@@ -1,67 +1,95 @@
 /**
  * @module
  * The shared buffering of the incremental frame readers (derp stream and
- * WebSocket): socket chunks in, complete frames out as views, without a copy
- * unless a frame straddles two chunks.
+ * WebSocket): socket chunks in, complete frames out as views, copying only
+ * the bytes of a frame that straddles two chunks.
  *
- * The caller reuses its read buffer, so whatever is left unread when a chunk
- * runs out is copied into storage this reader owns, sized once from the
- * frame header so that a large frame arriving in many chunks is not re-copied
- * for each one.
+ * The caller reuses its read buffer, so a frame left incomplete at the end
+ * of a chunk is copied into storage this reader owns. When the next chunk
+ * arrives, only the bytes that complete that frame are copied after it;
+ * every following frame is read straight from the caller's chunk. (Copying
+ * the whole next chunk behind the partial frame would be simpler, and cost
+ * one extra copy of every forwarded byte.)
  */
+
+const EMPTY = new Uint8Array(0);
 
 /** Buffered bytes plus a read position, fed chunk by chunk. */
 export class ChunkReader {
-  /** Current bytes: the caller's chunk, or a prefix of owned storage. */
-  buf: Uint8Array = new Uint8Array(0);
+  /** Current bytes: the caller's chunk, or the start of a straddling frame in owned storage. */
+  buf: Uint8Array = EMPTY;
   /** Offset of the first unread byte in {@link buf}. */
   pos = 0;
+  /** Owned storage for a straddling frame. */
   #store: Uint8Array | null = null;
+  /** The rest of the caller's chunk, to read after {@link buf}. */
+  #next: Uint8Array | null = null;
 
   /** Appends a chunk. Views handed out earlier become invalid. */
   push(chunk: Uint8Array): void {
-    if (this.#store === null) {
+    if (this.pos < this.buf.length) {
+      // A partial frame waits in owned storage: it is completed from this chunk on demand.
+      this.#next = chunk;
+    } else {
       this.buf = chunk;
       this.pos = 0;
-      return;
     }
-    const have = this.buf.length;
-    const need = have + chunk.length;
-    if (need > this.#store.length) {
-      const grown = new Uint8Array(Math.max(need, this.#store.length * 2));
-      grown.set(this.buf);
-      this.#store = grown;
-    }
-    this.#store.set(chunk, have);
-    this.buf = this.#store.subarray(0, need);
   }
 
-  /** Unread byte count. */
+  /** Unread byte count (current segment plus what follows). */
   get available(): number {
-    return this.buf.length - this.pos;
+    return this.buf.length - this.pos + (this.#next?.length ?? 0);
   }
 
   /**
-   * Call when the next frame is incomplete: moves the unread tail into owned
-   * storage able to hold at least `want` bytes (the whole frame, if known).
+   * Call when the next frame is incomplete. `want` is the frame's total size
+   * if known, else the size needed to learn it (its header).
+   *
+   * @returns true if more bytes are now in {@link buf} (parse again), false
+   *   if the reader must wait for the next {@link push}
    */
-  keep(want: number): void {
+  keep(want: number): boolean {
     const rest = this.buf.subarray(this.pos);
+    const next = this.#next;
+    if (next === null) {
+      this.#own(rest, want);
+      return false;
+    }
+    if (rest.length === 0) {
+      // Nothing partial: continue straight from the caller's chunk.
+      this.buf = next;
+      this.pos = 0;
+      this.#next = null;
+      return true;
+    }
+    // Append just enough of the next chunk to complete the frame (or all of it, if short).
+    const k = Math.min(Math.max(want - rest.length, 1), next.length);
+    const store = this.#own(rest, rest.length + k);
+    store.set(next.subarray(0, k), rest.length);
+    this.buf = store.subarray(0, rest.length + k);
+    this.#next = k < next.length ? next.subarray(k) : null;
+    return true;
+  }
+
+  /** Moves `rest` to the front of owned storage of at least `size` bytes; `buf` becomes it. */
+  #own(rest: Uint8Array, size: number): Uint8Array {
     this.pos = 0;
     if (rest.length === 0) {
-      this.#store = null;
-      this.buf = rest;
-      return;
+      this.buf = EMPTY;
+      return this.#store ?? EMPTY;
     }
-    const store = this.#store;
-    if (store !== null && store.length >= want && rest.byteOffset === store.byteOffset) {
+    let store = this.#store;
+    if (
+      store !== null && rest.buffer === store.buffer && rest.byteOffset === store.byteOffset && store.length >= size
+    ) {
       this.buf = rest; // already at the front of our storage
-      return;
+      return store;
     }
-    const target = store !== null && store.length >= want ? store : new Uint8Array(Math.max(want, 4096));
-    // `set` copes with `rest` overlapping `target`: the source is cloned first.
-    target.set(rest);
-    this.#store = target;
-    this.buf = target.subarray(0, rest.length);
+    if (store === null || store.length < size) store = new Uint8Array(Math.max(size, 4096));
+    // `set` copes with `rest` overlapping `store`: the source is cloned first.
+    store.set(rest);
+    this.#store = store;
+    this.buf = store.subarray(0, rest.length);
+    return store;
   }
 }

@@ -29,13 +29,13 @@
  */
 
 import type { KeyEntry } from "./clients.ts";
-import { type DerpMsg } from "./codec_derp.ts";
+import { DERP_HEADER_LEN, type DerpMsg } from "./codec_derp.ts";
 import { type V1Msg } from "./codec_v1.ts";
 import { DerpFrame, KEY_LEN, MAX_PACKET_SIZE, V1Frame } from "./frame_type.ts";
-import type { Framing } from "./framing.ts";
+import { DERP_STREAM, type Framing } from "./framing.ts";
 import type { Generation, WireMsg } from "./generation.ts";
 import { DERP_PROTOCOL_VERSION, newChallenge, verifyClientAuth, verifyClientInfo } from "./handshake.ts";
-import { keyId, keyShort } from "./public_key.ts";
+import { keyId, keyShort, sameKeyAt } from "./public_key.ts";
 import { ByteBucket } from "./rate_limit.ts";
 import type { RelayCore } from "./relay_core.ts";
 
@@ -43,8 +43,12 @@ import type { RelayCore } from "./relay_core.ts";
 export const QUEUE_DEPTH = 512;
 /** Most bytes waiting in a queue before further datagrams are dropped. */
 export const QUEUE_MAX_BYTES = 2 * 1024 * 1024;
-/** Write buffers up to this size are kept for reuse while a client is busy, bytes. */
-const SPARE_MAX_BYTES = 256 * 1024;
+/**
+ * Write buffers up to this size are kept for reuse while a client is busy
+ * (a full queue plus one largest frame, so a busy client never reallocates);
+ * the sweeper drops them once the client goes idle.
+ */
+const SPARE_MAX_BYTES = QUEUE_MAX_BYTES + 128 * 1024;
 /** Smallest write buffer allocated, bytes. */
 const BUFFER_MIN_BYTES = 4 * 1024;
 /** A frame write must finish within this, in ms (`SERVER_WRITE_TIMEOUT`). */
@@ -99,15 +103,19 @@ class OutQueue {
   payloadBytes = 0;
   /** A buffer that finished writing, kept for reuse. */
   spare: Uint8Array | null = null;
+  /** Size of the last buffer written: a busy client needs about as much again. */
+  #hint = 0;
 
   /** Reserves `n` bytes at the end and returns their offset. */
   reserve(n: number): number {
     const need = this.len + n;
     let buf = this.buf;
     if (buf === null) {
+      // Allocating the previous write's size up front avoids growing by doubling (one
+      // zeroed allocation and one copy per step) on every write of a steady flow.
       buf = this.spare !== null && this.spare.length >= need
         ? this.spare
-        : new Uint8Array(Math.max(need, BUFFER_MIN_BYTES));
+        : new Uint8Array(Math.max(need, this.#hint, BUFFER_MIN_BYTES));
       this.spare = null;
       this.buf = buf;
     } else if (need > buf.length) {
@@ -123,6 +131,7 @@ class OutQueue {
   /** Takes the encoded bytes for writing and starts a fresh (or spare) buffer. */
   take(): Uint8Array {
     const out = this.buf!.subarray(0, this.len);
+    this.#hint = this.buf!.length;
     this.buf = null;
     this.len = 0;
     this.frames = 0;
@@ -135,8 +144,15 @@ class OutQueue {
     if (written.buffer.byteLength <= SPARE_MAX_BYTES) this.spare = new Uint8Array(written.buffer);
   }
 
+  /** Forgets the spare buffer and the size hint (the client went quiet). */
+  idle(): void {
+    this.spare = null;
+    this.#hint = 0;
+  }
+
   /** Drops all storage. */
   clear(): void {
+    this.#hint = 0;
     this.buf = null;
     this.spare = null;
     this.len = 0;
@@ -173,12 +189,29 @@ export class Client {
   #writing = false;
   /** Packets were queued since the sweeper last looked (idle clients drop their buffers). */
   #busy = false;
-  /** Routing cache (owned by the core's `route`): last destination key and its registry entry. */
-  lastDst: Uint8Array | null = null;
+  /** Routing cache (owned by the core's `route`): last destination key ({@link keyWords}) and its entry. */
+  lastDst: Uint32Array | null = null;
   /** Entry for {@link lastDst}; checked for `gone` before use. */
   lastEntry: KeyEntry | null = null;
   /** Whether {@link lastDst} was recorded in this key's `sentTo`. */
   lastRecorded = false;
+  #view: DataView | null = null;
+  /** True when frames can be forwarded as runs: 0.35 over the derp stream, on both ends. */
+  readonly #makesRuns: boolean;
+  // The pending run (see flushRun); owned by onDatagramFrame, valid within one read chunk.
+  #runBuf: Uint8Array | null = null;
+  #runStart = 0;
+  #runEnd = 0;
+  #runCount = 0;
+  #runBytes = 0;
+  #runDst: Client | null = null;
+
+  /** A DataView over `buf`'s whole ArrayBuffer, reused while the transport reuses its read buffer. */
+  viewOf(buf: Uint8Array): DataView {
+    const v = this.#view;
+    if (v !== null && v.buffer === buf.buffer) return v;
+    return (this.#view = new DataView(buf.buffer));
+  }
   #closeWhenDrained = false;
   #closeReason = "";
   #challenge: Uint8Array | null = null;
@@ -210,6 +243,7 @@ export class Client {
     this.#sender = sender;
     this.#framing = sender.framing;
     this.info = info;
+    this.#makesRuns = info.gen.name === "0.35" && sender.framing === DERP_STREAM;
     this.gen = info.gen;
     const now = core.now();
     this.lastRecvAt = now;
@@ -298,11 +332,91 @@ export class Client {
       }
     } else {
       if (type !== DerpFrame.SendPacket || len < KEY_LEN) return false;
-      contents = start + KEY_LEN;
+      // The sweeper's last tick time: a clock read per frame costs more than the datagram.
+      this.lastRecvAt = this.#core.tickNow;
+      const entry = this.lastEntry;
+      if (
+        this.#runBuf === buf && start - DERP_HEADER_LEN === this.#runEnd && entry !== null &&
+        entry.active === this.#runDst && sameKeyAt(this.lastDst!, this.viewOf(buf), buf.byteOffset + start)
+      ) {
+        // Same peer, right after the pending run: forward it with the run (see flushRun).
+        this.#runEnd = end;
+        this.#runCount++;
+        this.#runBytes += len - KEY_LEN;
+        return true;
+      }
+      this.flushRun();
+      const dst = this.#core.route(this, buf, start, 0, 0, buf, start + KEY_LEN, end);
+      if (dst !== null && this.#makesRuns && dst.#makesRuns) {
+        this.#runBuf = buf;
+        this.#runEnd = end;
+        this.#runStart = end;
+        this.#runDst = dst;
+      }
+      return true;
     }
-    // The sweeper's last tick time: a clock read per frame costs more than the datagram.
     this.lastRecvAt = this.#core.tickNow;
     this.#core.route(this, buf, start, ecn, seg, buf, contents, end);
+    return true;
+  }
+
+  /**
+   * Forwards the pending run of datagrams. A derp-stream sender's frames to a
+   * derp-stream receiver are byte-for-byte the frames the receiver gets,
+   * except the type (SendPacket → RecvPacket) and the key (destination →
+   * source): consecutive frames to one peer are copied in one piece and
+   * patched, instead of being encoded one by one. The transport calls this
+   * when a chunk is done, before the read buffer is reused.
+   */
+  flushRun(): void {
+    const dst = this.#runDst;
+    if (dst === null) return;
+    const count = this.#runCount;
+    const buf = this.#runBuf!;
+    if (count > 0) {
+      const c = this.#core.metrics.c;
+      c.sendPacketsRecv += count;
+      c.bytesRecv += this.#runBytes;
+      if (!dst.#enqueueDerpRun(this.key, buf, this.#runStart, this.#runEnd, count, this.#runBytes)) {
+        // Not all of it fits: frame by frame, which tail-drops what does not.
+        for (let p = this.#runStart; p < this.#runEnd;) {
+          const len = ((buf[p + 1]! << 24) >>> 0) + (buf[p + 2]! << 16) + (buf[p + 3]! << 8) + buf[p + 4]!;
+          const body = p + DERP_HEADER_LEN;
+          if (!dst.enqueueDatagram(this.key, 0, 0, buf, body + KEY_LEN, body + len)) c.sendPacketsDropped++;
+          p = body + len;
+        }
+      }
+    }
+    this.#runDst = null;
+    this.#runBuf = null;
+    this.#runCount = 0;
+    this.#runBytes = 0;
+  }
+
+  /** Queues a run of SendPacket frames `buf[start..end]` as RecvPackets from `srcKey`; false if it does not fit whole. */
+  #enqueueDerpRun(
+    srcKey: Uint8Array,
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    count: number,
+    bytes: number,
+  ): boolean {
+    const q = this.#packets;
+    const n = end - start;
+    if (this.state !== "active" || q.frames + count > QUEUE_DEPTH || q.len + n > QUEUE_MAX_BYTES) return false;
+    const off = q.reserve(n);
+    const out = q.buf!;
+    out.set(buf.subarray(start, end), off);
+    for (let p = off, stop = off + n; p < stop;) {
+      out[p] = DerpFrame.RecvPacket;
+      out.set(srcKey, p + DERP_HEADER_LEN);
+      p += DERP_HEADER_LEN + (((out[p + 1]! << 24) >>> 0) + (out[p + 2]! << 16) + (out[p + 3]! << 8) + out[p + 4]!);
+    }
+    q.frames += count;
+    q.payloadBytes += bytes;
+    this.#busy = true;
+    this.#kick();
     return true;
   }
 
@@ -540,8 +654,8 @@ export class Client {
     if (this.state === "closed") return;
     if (!this.#busy && !this.#writing) {
       // Idle since the last tick: give the buffers back so idle clients stay small.
-      this.#packets.spare = null;
-      this.#control.spare = null;
+      this.#packets.idle();
+      this.#control.idle();
     }
     this.#busy = false;
     if (this.state === "handshake") {

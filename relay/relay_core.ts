@@ -18,7 +18,7 @@ import type { VerifyFn } from "./handshake.ts";
 import { type Logger, silentLogger } from "../log/mod.ts";
 import { RelayMetrics } from "./metrics.ts";
 import { KEY_LEN } from "./frame_type.ts";
-import { keyFromId, keyId, keyIdAt, keyShort, KeyValidityCache, sameKeyAt } from "./public_key.ts";
+import { keyFromId, keyId, keyIdAt, keyShort, KeyValidityCache, keyWords, sameKeyAt } from "./public_key.ts";
 
 /** Tunables of the core. Defaults follow upstream. */
 export interface RelayOptions {
@@ -229,6 +229,8 @@ export class RelayCore {
    * Hot path: a sender usually talks to one peer for a while, so the last
    * destination and its registry entry are cached on the sender, which saves
    * building a string key and a map lookup per packet.
+   *
+   * @returns the receiving client, or null if the datagram was dropped
    */
   route(
     src: Client,
@@ -239,12 +241,12 @@ export class RelayCore {
     contents: Uint8Array,
     start: number,
     end: number,
-  ): void {
+  ): Client | null {
     const c = this.metrics.c;
     c.sendPacketsRecv++;
     c.bytesRecv += end - start;
     let entry = src.lastEntry;
-    if (entry === null || entry.gone || !sameKeyAt(src.lastDst!, dstBuf, dstOff)) {
+    if (entry === null || entry.gone || !sameKeyAt(src.lastDst!, src.viewOf(dstBuf), dstBuf.byteOffset + dstOff)) {
       const dstId = keyIdAt(dstBuf, dstOff);
       const found = this.#clients.get(dstId);
       if (found === undefined) {
@@ -252,22 +254,23 @@ export class RelayCore {
         if (!this.#keyCache.isValid(dstId, dstBuf.subarray(dstOff, dstOff + KEY_LEN))) {
           src.close("datagram for an invalid key");
         }
-        return;
+        return null;
       }
       entry = found;
-      src.lastDst = dstBuf.slice(dstOff, dstOff + KEY_LEN);
+      src.lastDst = keyWords(dstBuf, dstOff);
       src.lastEntry = entry;
       src.lastRecorded = false;
     }
     if (!entry.active.enqueueDatagram(src.key, ecn, segmentSize, contents, start, end)) {
       c.sendPacketsDropped++;
-      return;
+      return null;
     }
     if (!src.lastRecorded) {
       // sent_to drives EndpointGone; recording once per cached destination is enough.
       this.#clients.get(src.id)?.sentTo.add(entry.id);
       src.lastRecorded = true;
     }
+    return entry.active;
   }
 
   #notifyGone(entry: KeyEntry, leaving: Client): void {

@@ -81,7 +81,7 @@ export interface TransportContext {
 /** Smallest read buffer, bytes: idle connections hold only this much. */
 const READ_MIN = 2 * 1024;
 /** Largest read buffer, bytes. */
-const READ_MAX = 64 * 1024;
+const READ_MAX = 256 * 1024;
 /** Largest WebSocket message (1.x `MAX_FRAME_SIZE`), bytes. */
 const WS_MAX_MESSAGE = 1024 * 1024;
 /** Largest request body skipped on a plain endpoint, bytes. */
@@ -312,6 +312,7 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
   let quiet = 0;
   try {
     if (early.length > 0) await feed(early);
+    let waiting: Promise<void> | void;
     while (client.state !== "closed") {
       const n = await conn.read(buf);
       if (n === null) {
@@ -319,8 +320,9 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
         break;
       }
       const full = n === buf.length;
-      await feed(buf.subarray(0, n));
-      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 64 KiB at once.
+      waiting = feed(buf.subarray(0, n));
+      if (waiting) await waiting;
+      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 256 KiB at once.
       if (full && buf.length < READ_MAX) {
         buf = new Uint8Array(buf.length * 2);
         quiet = 0;
@@ -343,28 +345,41 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
   }
 }
 
+/**
+ * Takes one chunk of socket bytes. Returns a promise only when the client
+ * asked to wait (handshake verification, rate limit): the common case costs
+ * no promise and no microtask per chunk.
+ */
 type Feeder = (chunk: Uint8Array) => Promise<void> | void;
 
 function derpFeeder(client: Client): Feeder {
   const reader = new DerpFrameReader();
-  return async (chunk) => {
-    reader.push(chunk);
+  const drain = (): Promise<void> | void => {
     for (;;) {
       const type = reader.read();
-      if (type < 0 || client.closed) return;
+      if (type < 0 || client.closed) {
+        // The read buffer is reused after this: forward what is pending now.
+        client.flushRun();
+        return;
+      }
       const { buf, start, end } = reader;
       if (client.onDatagramFrame(type, buf, start, end)) continue;
+      client.flushRun();
       const r = client.onFrame(type, buf.subarray(start, end), DERP_HEADER_LEN + end - start);
-      if (r) await r;
+      // Resume with the rest of the chunk once the client is ready.
+      if (r) return r.then(drain);
     }
+  };
+  return (chunk) => {
+    reader.push(chunk);
+    return drain();
   };
 }
 
 function wsFeeder(client: Client, sender: StreamSender): Feeder {
   const reader = new WsReader({ maxMessage: WS_MAX_MESSAGE, expectMasked: true });
   const gen = client.gen;
-  return async (chunk) => {
-    reader.push(chunk);
+  const drain = (): Promise<void> | void => {
     for (;;) {
       const op = reader.read();
       if (op < 0 || client.closed) return;
@@ -377,7 +392,7 @@ function wsFeeder(client: Client, sender: StreamSender): Feeder {
           const data = buf.subarray(start, end);
           const { type, offset } = messageType(gen, data);
           const r = client.onFrame(type, data.subarray(offset), wsHeaderLen(data.length, true) + data.length);
-          if (r) await r;
+          if (r) return r.then(drain);
           continue;
         }
         case WsOpcode.Text:
@@ -388,12 +403,18 @@ function wsFeeder(client: Client, sender: StreamSender): Feeder {
           continue;
         case WsOpcode.Pong:
           continue;
-        case WsOpcode.Close:
-          await sender.closeWebSocket(WsClose.Normal, "");
-          client.close(`websocket closed by peer (code ${closeCode(buf.subarray(start, end))})`);
-          return;
+        case WsOpcode.Close: {
+          const code = closeCode(buf.subarray(start, end));
+          return sender.closeWebSocket(WsClose.Normal, "").then(() =>
+            client.close(`websocket closed by peer (code ${code})`)
+          );
+        }
       }
     }
+  };
+  return (chunk) => {
+    reader.push(chunk);
+    return drain();
   };
 }
 

@@ -303,3 +303,22 @@ Deno.test("closePayload() writes the code big-endian and truncates the reason to
   assert.equal(closePayload(1000, "r".repeat(500)).length, 125);
   assert.deepEqual(closePayload(1009), hex("03f1"));
 });
+
+Deno.test("WsReader unmasks payloads of every length at every buffer alignment (word-wise XOR path)", () => {
+  const rng = new Rng(77);
+  for (let len = 0; len <= 140; len += len < 40 ? 1 : 13) {
+    for (let shift = 0; shift < 8; shift++) {
+      const payload = rng.bytes(len);
+      const mask = rng.bytes(4);
+      const frame = encodeWsFrame(WsOpcode.Binary, payload, mask);
+      // Place the frame at an arbitrary byte offset inside a larger buffer.
+      const host = new Uint8Array(frame.length + 8);
+      host.set(frame, shift);
+      const r = new WsReader({ maxMessage: 1 << 20, expectMasked: true });
+      r.push(host.subarray(shift, shift + frame.length));
+      const ev = r.next();
+      assert.ok(ev && ev.kind === "message", `len ${len} shift ${shift}`);
+      assert.deepEqual(ev.data, payload, `len ${len} shift ${shift}`);
+    }
+  }
+});
