@@ -169,6 +169,7 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
   };
   let reloadTimer: ReturnType<typeof setInterval> | undefined;
   try {
+    await core.startMesh();
     if (cfg.enableMetrics) {
       const ma = cfg.metricsBindAddr;
       const relayAddr = useTls ? cfg.tls!.httpsBindAddr : cfg.httpBindAddr;

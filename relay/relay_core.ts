@@ -16,6 +16,7 @@ import { Clients, type KeyEntry } from "./clients.ts";
 import { verifyStrict } from "./ed25519.ts";
 import type { VerifyFn } from "./handshake.ts";
 import { type Logger, silentLogger } from "../log/mod.ts";
+import type { InstanceMesh } from "./mesh.ts";
 import { RelayMetrics } from "./metrics.ts";
 import { KEY_LEN } from "./frame_type.ts";
 import { keyFromId, keyId, keyIdAt, keyShort, KeyValidityCache, keyWords, sameKeyAt } from "./public_key.ts";
@@ -44,6 +45,8 @@ export interface RelayOptions {
   verify?: VerifyFn;
   /** `fetch` for the http access mode. */
   fetch?: typeof fetch;
+  /** Link to other instances serving the same relay URL (see `mesh.ts`). */
+  mesh?: InstanceMesh;
 }
 
 /** Something with timers the sweeper runs (clients, pending HTTP connections). */
@@ -87,6 +90,7 @@ export class RelayCore {
   #closing = false;
   /** Registered connections per generation, for the gauge. */
   #perGen = { "0.35": 0, "1.x": 0 };
+  readonly #mesh: InstanceMesh | null;
 
   /** @param opts tunables; all optional */
   constructor(opts: RelayOptions = {}) {
@@ -102,6 +106,7 @@ export class RelayCore {
     this.verify = opts.verify ?? verifyStrict;
     this.tickNow = this.now();
     this.#fetch = opts.fetch;
+    this.#mesh = opts.mesh ?? null;
     this.#keyCache = new KeyValidityCache(opts.keyCacheCapacity ?? 1 << 20);
     this.#access = this.#compileAccess(opts.access ?? { mode: "everyone" });
     this.#clients = new Clients({
@@ -123,6 +128,37 @@ export class RelayCore {
       read: () => [[{}, this.#clients.size]],
     });
     this.#timer = setInterval(() => this.#tick(), this.opts.tickMs);
+  }
+
+  /**
+   * Starts the instance mesh given in the options, if any: call (and await)
+   * before accepting clients.
+   */
+  async startMesh(): Promise<void> {
+    const mesh = this.#mesh;
+    if (mesh === null) return;
+    await mesh.start({
+      datagram: (dst, src, ecn, segmentSize, contents) => {
+        const entry = this.#clients.get(keyId(dst));
+        if (entry === undefined || !entry.active.enqueueDatagram(src, ecn, segmentSize, contents, 0, contents.length)) {
+          this.metrics.c.meshDropped++;
+          return;
+        }
+        this.metrics.c.meshReceived++;
+      },
+      gone: (dst, gone) => {
+        const entry = this.#clients.get(keyId(dst));
+        entry?.active.enqueueControl(entry.active.gen.gone(gone));
+      },
+      claimed: (key) => {
+        const entry = this.#clients.get(keyId(key));
+        if (entry === undefined) return;
+        // The newer connection wins, as for duplicates on one instance; this one cannot
+        // stay "inactive" usefully, since datagrams for the key now go to the other instance.
+        for (const c of [entry.active, ...entry.inactive]) c.close("the key connected to another relay instance");
+      },
+    });
+    this.log.info(`instance mesh: ${mesh.kind}`);
   }
 
   #compileAccess(cfg: AccessConfig): AccessPolicy {
@@ -199,7 +235,10 @@ export class RelayCore {
   register(c: Client): void {
     const fresh = this.#clients.register(c);
     this.metrics.c.accepts++;
-    if (fresh) this.metrics.c.uniqueClientKeys++;
+    if (fresh) {
+      this.metrics.c.uniqueClientKeys++;
+      this.#mesh?.claim(c.key);
+    }
     this.#perGen[c.gen.name]++;
     // Per-connection lines are debug: at info they cost a sync stderr write per client in a connect storm.
     this.log.debug(`${c.label}: connected from ${c.info.remote}`);
@@ -250,9 +289,17 @@ export class RelayCore {
       const dstId = keyIdAt(dstBuf, dstOff);
       const found = this.#clients.get(dstId);
       if (found === undefined) {
-        c.sendPacketsDropped++;
-        if (!this.#keyCache.isValid(dstId, dstBuf.subarray(dstOff, dstOff + KEY_LEN))) {
+        const dstKey = dstBuf.subarray(dstOff, dstOff + KEY_LEN);
+        if (!this.#keyCache.isValid(dstId, dstKey)) {
+          c.sendPacketsDropped++;
           src.close("datagram for an invalid key");
+        } else if (this.#mesh !== null) {
+          // Not here: maybe on another instance of this relay URL.
+          this.#mesh.forward(dstKey, src.key, ecn, segmentSize, contents.subarray(start, end));
+          c.meshForwarded++;
+          this.#clients.get(src.id)?.sentTo.add(dstId);
+        } else {
+          c.sendPacketsDropped++;
         }
         return null;
       }
@@ -275,9 +322,15 @@ export class RelayCore {
 
   #notifyGone(entry: KeyEntry, leaving: Client): void {
     let notified = 0;
+    this.#mesh?.release(leaving.key);
     for (const id of entry.sentTo) {
       const peer = this.#clients.get(id);
-      if (peer !== undefined && peer.active.enqueueControl(peer.active.gen.gone(leaving.key))) notified++;
+      if (peer !== undefined) {
+        if (peer.active.enqueueControl(peer.active.gen.gone(leaving.key))) notified++;
+      } else {
+        // A peer on another instance (or gone): let its instance tell it.
+        this.#mesh?.gone(keyFromId(id), leaving.key);
+      }
     }
     entry.sentTo.clear();
     this.log.debug(`key ${keyShort(leaving.key)} gone; notified ${notified} peers`);
@@ -306,7 +359,7 @@ export class RelayCore {
   }
   readonly #sleeps = new Set<() => void>();
 
-  /** Stops the sweeper and closes every connection. */
+  /** Stops the sweeper, closes every connection and the mesh link. */
   close(): void {
     this.#closing = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
@@ -317,6 +370,7 @@ export class RelayCore {
     }
     for (const wake of this.#sleeps) wake();
     this.#sleeps.clear();
+    this.#mesh?.close().catch((e) => this.log.warn(`instance mesh close: ${(e as Error).message}`));
   }
 
   /** Keys currently connected, as bytes (for tests and admin views). */
