@@ -24,8 +24,17 @@ import denoJson from "./deno.json" with { type: "json" };
 /** Our version, from `deno.json`. */
 export const VERSION: string = denoJson.version;
 
-/** Git revision baked in at compile time (`deno task compile`), else "unknown". */
+/**
+ * Git revision: from `build-info.json`, which `deno task compile` writes and
+ * embeds in the binary; else `RELAY_GIT_HASH`; else "unknown" (a source run).
+ */
 export const GIT_HASH: string = (() => {
+  try {
+    const info = JSON.parse(Deno.readTextFileSync(new URL("./dist/build-info.json", import.meta.url)));
+    if (typeof info.git === "string") return info.git;
+  } catch {
+    // not a compiled build
+  }
   try {
     return Deno.env.get("RELAY_GIT_HASH") ?? "unknown";
   } catch {
