@@ -24,6 +24,8 @@ export interface Logger {
   error(msg: string): void;
   /** A logger that tags every line with `component`. */
   child(component: string): Logger;
+  /** True if `debug` lines are written: hot paths skip building messages otherwise. */
+  readonly debugEnabled: boolean;
 }
 
 /** A logger that drops everything (library default). */
@@ -33,6 +35,7 @@ export const silentLogger: Logger = {
   warn() {},
   error() {},
   child: () => silentLogger,
+  debugEnabled: false,
 };
 
 /** Options of {@link createLogger}. */
@@ -89,5 +92,6 @@ export function createLogger(opts: LoggerOptions = {}, component = "main"): Logg
     warn: (m) => emit("warn", m),
     error: (m) => emit("error", m),
     child: (c) => createLogger(opts, c),
+    debugEnabled: min <= 0,
   };
 }

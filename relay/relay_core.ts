@@ -241,7 +241,7 @@ export class RelayCore {
     }
     this.#perGen[c.gen.name]++;
     // Per-connection lines are debug: at info they cost a sync stderr write per client in a connect storm.
-    this.log.debug(`${c.label}: connected from ${c.info.remote}`);
+    if (this.log.debugEnabled) this.log.debug(`${c.label}: connected from ${c.info.remote}`);
   }
 
   /** Called once by a client when it closes. */
@@ -251,9 +251,9 @@ export class RelayCore {
       this.#perGen[c.gen.name]--;
       this.metrics.c.disconnects++;
       this.#clients.unregister(c);
-      this.log.debug(`${c.label}: disconnected: ${reason}`);
+      if (this.log.debugEnabled) this.log.debug(`${c.label}: disconnected: ${reason}`);
     } else {
-      this.log.debug(`${c.label}: closed before registering: ${reason}`);
+      if (this.log.debugEnabled) this.log.debug(`${c.label}: closed before registering: ${reason}`);
     }
   }
 
@@ -333,7 +333,7 @@ export class RelayCore {
       }
     }
     entry.sentTo.clear();
-    this.log.debug(`key ${keyShort(leaving.key)} gone; notified ${notified} peers`);
+    if (this.log.debugEnabled) this.log.debug(`key ${keyShort(leaving.key)} gone; notified ${notified} peers`);
   }
 
   #tick(): void {

@@ -301,7 +301,9 @@ async function upgrade(
     remote,
     ...(token !== undefined ? { token } : {}),
   });
-  core.log.debug(`${remote}: upgraded to ${gen.name} ${up.kind} (${header(head, "user-agent") ?? "no user agent"})`);
+  if (core.log.debugEnabled) {
+    core.log.debug(`${remote}: upgraded to ${gen.name} ${up.kind} (${header(head, "user-agent") ?? "no user agent"})`);
+  }
   await readLoop(conn, client, sender, early);
 }
 
