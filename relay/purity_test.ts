@@ -12,6 +12,8 @@ const PURE = [
   "ed25519.ts",
   "public_key.ts",
   "generation.ts",
+  "framing.ts",
+  "mesh.ts",
   "client.ts",
   "clients.ts",
   "rate_limit.ts",

@@ -128,6 +128,9 @@ export class RelayCore {
       read: () => [[{}, this.#clients.size]],
     });
     this.#timer = setInterval(() => this.#tick(), this.opts.tickMs);
+    // The sweeper alone must not keep a process alive: under `deno serve` the server's own
+    // shutdown on SIGTERM should end the process even though nobody calls close().
+    Deno.unrefTimer(this.#timer as unknown as number);
   }
 
   /**
