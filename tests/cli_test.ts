@@ -97,6 +97,19 @@ Deno.test("main.ts check-config validates a file and reports unknown keys as war
   }
 });
 
+Deno.test("main.ts takes iroh-relay's own --config-path flag and an iroh-relay.toml as chatmail ships it", async () => {
+  // chatmail's /etc/iroh-relay.toml (spec imap-metadata-discovery §5.1), so the drop-in replacement needs no edit.
+  const path = await tempToml('enable_relay = true\nhttp_bind_addr = "[::]:3340"\nenable_stun = false\n');
+  try {
+    const r = await run(["check-config", "--config-path", path]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /: ok$/m);
+    assert.equal(r.stderr.trim(), "", "no warnings for a stock iroh-relay.toml");
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
 Deno.test("main.ts check-config accepts every shipped example config", async () => {
   const dir = new URL("../deploy/examples/", import.meta.url).pathname;
   for await (const e of Deno.readDir(dir)) {
