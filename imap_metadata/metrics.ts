@@ -6,6 +6,8 @@
  * the hot path, text only when scraped.
  */
 
+import { type Counts, type Gauge, renderMetrics, zeroCounts } from "../metrics/openmetrics.ts";
+
 const COUNTERS = {
   sessions: ["sessions", "IMAP connections accepted"],
   sessionsRefused: ["sessions_refused", "Connections refused with BYE because max_sessions was reached"],
@@ -21,30 +23,22 @@ const COUNTERS = {
 } as const;
 
 /** Counter fields by code name. */
-export type ImapCounters = { -readonly [K in keyof typeof COUNTERS]: number };
+export type ImapCounters = Counts<typeof COUNTERS>;
 
 /** The IMAP listener's counters and its active-session gauge. */
 export class ImapMetrics {
   /** Counter values. */
-  readonly c: ImapCounters;
+  readonly c: ImapCounters = zeroCounts(COUNTERS);
   /** Sessions open right now (owned by the listener). */
   active = 0;
-
-  constructor() {
-    const c = {} as ImapCounters;
-    for (const k of Object.keys(COUNTERS) as (keyof ImapCounters)[]) c[k] = 0;
-    this.c = c;
-  }
+  readonly #gauges: Gauge[] = [{
+    name: "sessions_active",
+    help: "IMAP sessions open now",
+    read: () => [[{}, this.active]],
+  }];
 
   /** OpenMetrics lines, without `# EOF`. */
   render(prefix = "imap"): string {
-    let out = "";
-    for (const [k, [name, help]] of Object.entries(COUNTERS)) {
-      const full = `${prefix}_${name}`;
-      out += `# HELP ${full} ${help}.\n# TYPE ${full} counter\n${full}_total ${this.c[k as keyof ImapCounters]}\n`;
-    }
-    const g = `${prefix}_sessions_active`;
-    out += `# HELP ${g} IMAP sessions open now.\n# TYPE ${g} gauge\n${g} ${this.active}\n`;
-    return out;
+    return renderMetrics(prefix, COUNTERS, this.c, this.#gauges);
   }
 }

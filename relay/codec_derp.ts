@@ -16,6 +16,7 @@
  */
 
 import { ChunkReader } from "./chunk_reader.ts";
+import { expectLen, expectMin } from "./frame_length.ts";
 import { DerpFrame, KEY_LEN, MAX_FRAME_SIZE, MAX_PACKET_SIZE, PING_LEN } from "./frame_type.ts";
 
 /** The `RELAY🔑` magic that starts a ClientInfo payload. */
@@ -158,18 +159,6 @@ export function writeDerpHeader(buf: Uint8Array, off: number, type: number, len:
   buf[off + 2] = (len >>> 16) & 0xff;
   buf[off + 3] = (len >>> 8) & 0xff;
   buf[off + 4] = len & 0xff;
-}
-
-function expectLen(name: string, payload: Uint8Array, len: number): void {
-  if (payload.length !== len) {
-    throw new SyntaxError(`Invalid ${name} frame: expected ${len} bytes, got ${payload.length}`);
-  }
-}
-
-function expectMin(name: string, payload: Uint8Array, len: number): void {
-  if (payload.length < len) {
-    throw new SyntaxError(`Invalid ${name} frame: expected at least ${len} bytes, got ${payload.length}`);
-  }
 }
 
 /**

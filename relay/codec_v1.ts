@@ -16,6 +16,7 @@
  */
 
 import { KEY_LEN, MAX_PACKET_SIZE, PING_LEN, V1Frame } from "./frame_type.ts";
+import { expectLen, expectMin } from "./frame_length.ts";
 
 /** The two 1.x subprotocol versions. */
 export type V1Version = 1 | 2;
@@ -192,18 +193,6 @@ export function readV1Type(body: Uint8Array): { type: number; offset: number } {
   let type = first & 0x3f;
   for (let i = 1; i < len; i++) type = type * 256 + body[i]!;
   return { type, offset: len };
-}
-
-function expectLen(name: string, payload: Uint8Array, len: number): void {
-  if (payload.length !== len) {
-    throw new SyntaxError(`Invalid ${name} frame: expected ${len} bytes, got ${payload.length}`);
-  }
-}
-
-function expectMin(name: string, payload: Uint8Array, len: number): void {
-  if (payload.length < len) {
-    throw new SyntaxError(`Invalid ${name} frame: expected at least ${len} bytes, got ${payload.length}`);
-  }
 }
 
 /**

@@ -8,11 +8,7 @@
  * increment; rendering walks them only when scraped.
  */
 
-/** A monotonically increasing count. */
-export interface Counter {
-  /** Current value. */
-  value: number;
-}
+import { type Counts, type Gauge, renderMetrics, zeroCounts } from "../metrics/openmetrics.ts";
 
 /** One exported counter: upstream name and help text. */
 const COUNTERS = {
@@ -46,29 +42,15 @@ const COUNTERS = {
 } as const;
 
 /** Counter fields by their code name. */
-export type RelayCounters = { -readonly [K in keyof typeof COUNTERS]: number };
+export type RelayCounters = Counts<typeof COUNTERS>;
 
-/** A gauge read at scrape time. */
-export interface Gauge {
-  /** Metric name without prefix. */
-  name: string;
-  /** Help text. */
-  help: string;
-  /** Label sets and their current values. */
-  read: () => [labels: Record<string, string>, value: number][];
-}
+export type { Gauge };
 
 /** The relay's counters and gauges. */
 export class RelayMetrics {
   /** Counter values, incremented directly on the hot path. */
-  readonly c: RelayCounters;
+  readonly c: RelayCounters = zeroCounts(COUNTERS);
   #gauges: Gauge[] = [];
-
-  constructor() {
-    const c = {} as RelayCounters;
-    for (const k of Object.keys(COUNTERS) as (keyof RelayCounters)[]) c[k] = 0;
-    this.c = c;
-  }
 
   /** Adds a gauge read at scrape time. */
   addGauge(g: Gauge): void {
@@ -77,19 +59,6 @@ export class RelayMetrics {
 
   /** OpenMetrics text of everything, without the final `# EOF`. */
   render(prefix = "relayserver"): string {
-    let out = "";
-    for (const [k, [name, help]] of Object.entries(COUNTERS)) {
-      const full = `${prefix}_${name}`;
-      out += `# HELP ${full} ${help}.\n# TYPE ${full} counter\n${full}_total ${this.c[k as keyof RelayCounters]}\n`;
-    }
-    for (const g of this.#gauges) {
-      const full = `${prefix}_${g.name}`;
-      out += `# HELP ${full} ${g.help}.\n# TYPE ${full} gauge\n`;
-      for (const [labels, v] of g.read()) {
-        const l = Object.entries(labels).map(([k, val]) => `${k}="${val}"`).join(",");
-        out += `${full}${l ? `{${l}}` : ""} ${v}\n`;
-      }
-    }
-    return out;
+    return renderMetrics(prefix, COUNTERS, this.c, this.#gauges);
   }
 }

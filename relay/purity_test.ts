@@ -13,6 +13,7 @@ const PURE = [
   "public_key.ts",
   "generation.ts",
   "framing.ts",
+  "frame_length.ts",
   "mesh.ts",
   "client.ts",
   "clients.ts",
