@@ -66,6 +66,8 @@ export interface LatencySpec {
   serverPid?: number;
   mode: "latency";
   port: number;
+  /** Port the receivers connect to, if not `port` (another relay instance: the mesh scenario). */
+  rxPort?: number;
   kind: Kind;
   pairs: number;
   /** Total datagrams per second over all pairs. */
@@ -177,14 +179,17 @@ interface Pair {
   wake: (() => void) | null;
 }
 
-/** Connects `pairs` flows of `kind`: receivers first, so senders never address a missing peer. */
-async function connectPairs(port: number, kind: Kind, pairs: number): Promise<Pair[]> {
+/**
+ * Connects `pairs` flows of `kind`: receivers first (on `rxPort`, default
+ * `port`), so senders never address a missing peer.
+ */
+async function connectPairs(port: number, kind: Kind, pairs: number, rxPort = port): Promise<Pair[]> {
   const relay = kind === "v2" || kind === "derp";
   const ids = relay ? await identities(2 * pairs) : [];
   const rxs: LeanConn[] = [];
   for (let i = 0; i < pairs; i++) {
     rxs.push(
-      await dialBounded(port, kind, {
+      await dialBounded(rxPort, kind, {
         bufSize: 256 * 1024,
         confirm: true,
         ...(relay ? { id: ids[2 * i + 1]! } : { me: 2 * i + 1 }),
@@ -370,7 +375,7 @@ async function runForward(spec: ForwardSpec): Promise<void> {
 
 async function runLatency(spec: LatencySpec): Promise<void> {
   const { kind, payload } = spec;
-  const pairs = await connectPairs(spec.port, kind, spec.pairs);
+  const pairs = await connectPairs(spec.port, kind, spec.pairs, spec.rxPort);
   const coff = contentsOffset(kind);
   const cap = Math.ceil(spec.rate * (spec.measureMs / 1000) * 1.2) + 1000;
   const lat = new Float64Array(cap);

@@ -20,6 +20,11 @@
  * 5. `iroh`: real iroh 1.x endpoints (`@number0/iroh`) moving bytes through
  *    the relay only (needs `tests/support/netns.ts`; skipped with a reason
  *    otherwise).
+ * 6. `mesh`: the one-way latency a datagram gains when it crosses from one
+ *    relay instance to another through the instance mesh (Redis pub/sub,
+ *    Deno KV polled across processes, Deno KV woken by `watch`), against
+ *    the same instance forwarding locally (issue 6; Redis parts skipped
+ *    with a reason if `redis-server` cannot be installed).
  *
  * Flags: `--quick` (short runs, < 60 s), `--only=throughput,latency,...`,
  * `--cpu-prof` (profile the relay per scenario over the inspector; writes
@@ -42,9 +47,10 @@ import {
   type Spec,
 } from "./loadgen.ts";
 import { runIrohBulk } from "./iroh_bulk.ts";
+import { RedisServer } from "../tests/support/redis_server.ts";
 
 /** The scenarios, in run order. */
-const SCENARIOS = ["throughput", "latency", "handshake", "iroh", "capacity"] as const;
+const SCENARIOS = ["throughput", "latency", "handshake", "iroh", "mesh", "capacity"] as const;
 /** A scenario name. */
 type Scenario = typeof SCENARIOS[number];
 
@@ -71,6 +77,12 @@ interface Plan {
   capConcurrency: number;
   capCheckPairs: number;
   irohMiB: number;
+  /** Mesh latency: pairs, total rate, warm-up and measuring time per round and side, rounds per side. */
+  meshPairs: number;
+  meshRate: number;
+  meshWarmupMs: number;
+  meshMeasureMs: number;
+  meshRounds: number;
   /** Hard limit per scenario, ms. */
   scenarioTimeoutMs: Record<Scenario, number>;
 }
@@ -96,7 +108,19 @@ const PLANS: Record<"full" | "quick", Plan> = {
     capConcurrency: 128,
     capCheckPairs: 400,
     irohMiB: 64,
-    scenarioTimeoutMs: { throughput: 200_000, latency: 60_000, handshake: 40_000, iroh: 90_000, capacity: 120_000 },
+    meshPairs: 4,
+    meshRate: 1000,
+    meshWarmupMs: 500,
+    meshMeasureMs: 1500,
+    meshRounds: 2,
+    scenarioTimeoutMs: {
+      throughput: 200_000,
+      latency: 60_000,
+      handshake: 40_000,
+      iroh: 90_000,
+      mesh: 90_000,
+      capacity: 120_000,
+    },
   },
   quick: {
     pairs: [1, 8, 64],
@@ -117,7 +141,19 @@ const PLANS: Record<"full" | "quick", Plan> = {
     capConcurrency: 128,
     capCheckPairs: 100,
     irohMiB: 8,
-    scenarioTimeoutMs: { throughput: 40_000, latency: 20_000, handshake: 15_000, iroh: 30_000, capacity: 30_000 },
+    meshPairs: 4,
+    meshRate: 1000,
+    meshWarmupMs: 200,
+    meshMeasureMs: 500,
+    meshRounds: 1,
+    scenarioTimeoutMs: {
+      throughput: 40_000,
+      latency: 20_000,
+      handshake: 15_000,
+      iroh: 30_000,
+      mesh: 30_000,
+      capacity: 30_000,
+    },
   },
 };
 
@@ -197,6 +233,12 @@ class Scope {
     return c;
   }
 
+  /** Stops `c` with the others (a child started some other way). */
+  adopt(c: Child): void {
+    this.#children.push(c);
+    ALL_CHILDREN.add(c);
+  }
+
   /** Stops every child. */
   async close(): Promise<void> {
     await Promise.allSettled(this.#children.map((c) => c.stop()));
@@ -227,8 +269,11 @@ class Run {
     this.resultsDir = resultsDir;
   }
 
-  /** Starts a relay in `scope`, with the inspector when profiling. */
-  async startRelay(scope: Scope, name: string): Promise<RelayProc> {
+  /**
+   * Starts a relay in `scope`, with the inspector when profiling; `extra`
+   * adds TOML tables (after the top-level keys) and permissions.
+   */
+  async startRelay(scope: Scope, name: string, extra: { toml?: string; perms?: string[] } = {}): Promise<RelayProc> {
     const level = this.opts.relayLogLevel;
     const toml = [
       `http_bind_addr = "127.0.0.1:0"`,
@@ -236,8 +281,9 @@ class Run {
       `enable_metrics = true`,
       `metrics_bind_addr = "127.0.0.1:0"`,
       ...(level ? ["[log]", `level = "${level}"`] : []),
+      ...(extra.toml ? [extra.toml] : []),
     ].join("\n");
-    const perms = ["--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname"];
+    const perms = ["--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname", ...(extra.perms ?? [])];
     if (this.opts.cpuProf) perms.push("--inspect=127.0.0.1:0");
     const child = scope.deno(name, "relay_server.ts", perms, [toml], { stderrFile: `${this.resultsDir}/${name}.log` });
     const ev = await child.waitEvent("listening", 30_000);
@@ -582,6 +628,125 @@ async function capacityScenario(run: Run, scope: Scope): Promise<void> {
   }
 }
 
+/** One mesh backend under test: two relay instances and the process whose CPU the load generator reads. */
+interface MeshPair {
+  name: "redis" | "kv" | "kv_watch";
+  portA: number;
+  portB: number;
+  pid: number;
+}
+
+/**
+ * Scenario 6 (issue 6): one-way latency of datagrams crossing from one
+ * relay instance to another through each mesh backend ("cross": senders on
+ * A, receivers on B), against the same instance forwarding locally
+ * ("local": both on A). Sides alternate and samples are pooled, as in the
+ * latency scenario.
+ *
+ * - `redis`: two relay processes, `[mesh] backend = "redis"`, a throwaway
+ *   loopback `redis-server` (skipped with the reason if it cannot be had);
+ * - `kv`: two relay processes on one local KV file: across processes only
+ *   the poll (default 20 ms) wakes the reader;
+ * - `kv_watch`: two instances in one process with two KV handles, woken by
+ *   `watch` as on Deno Deploy (without Deploy's network round trips).
+ */
+async function meshScenario(run: Run, scope: Scope): Promise<void> {
+  const p = run.plan;
+  const f = run.fig;
+  const dir = await Deno.makeTempDir({ prefix: "bench-mesh-" });
+  let redis: RedisServer | null = null;
+  try {
+    const starting: Promise<MeshPair | null>[] = [];
+    starting.push((async () => {
+      try {
+        redis = await RedisServer.start();
+      } catch (e) {
+        run.skipped.mesh_redis = `redis-server unavailable: ${(e as Error).message.slice(0, 200)}`;
+        return null;
+      }
+      const toml = (id: string) =>
+        `[mesh]\nbackend = "redis"\nredis_url = "${redis!.url}"\nchannel_prefix = "bench"\ninstance_id = "${id}"`;
+      const [a, b] = await Promise.all([
+        run.startRelay(scope, "relay-mesh-redis-a", { toml: toml("a") }),
+        run.startRelay(scope, "relay-mesh-redis-b", { toml: toml("b") }),
+      ]);
+      return { name: "redis", portA: a.port, portB: b.port, pid: a.child.pid };
+    })());
+    starting.push((async () => {
+      const kvPerms = ["--allow-write", "--unstable-kv"];
+      const toml = (id: string) => `[mesh]\nbackend = "kv"\nkv_path = "${dir}/kv.sqlite"\ninstance_id = "${id}"`;
+      const [a, b] = await Promise.all([
+        run.startRelay(scope, "relay-mesh-kv-a", { toml: toml("a"), perms: kvPerms }),
+        run.startRelay(scope, "relay-mesh-kv-b", { toml: toml("b"), perms: kvPerms }),
+      ]);
+      return { name: "kv", portA: a.port, portB: b.port, pid: a.child.pid };
+    })());
+    starting.push((async () => {
+      const c = Child.spawn(DENO, [
+        "run",
+        "-A",
+        "--unstable-kv",
+        BENCH_DIR + "mesh_pair_server.ts",
+        `${dir}/watch.sqlite`,
+      ], {
+        name: "relay-mesh-kv-watch",
+        cwd: ROOT_DIR,
+        stderrFile: `${run.resultsDir}/relay-mesh-kv-watch.log`,
+      });
+      scope.adopt(c);
+      const ev = await c.waitEvent("listening", 30_000);
+      return { name: "kv_watch", portA: Number(ev.port), portB: Number(ev.port2), pid: c.pid };
+    })());
+    const pairs = (await Promise.all(starting)).filter((x): x is MeshPair => x !== null);
+    f.mesh_kv_poll_ms = 20;
+    const localAll: number[] = [];
+    for (const pair of pairs) {
+      const pooled = { local: [] as number[], cross: [] as number[] };
+      const counts = { local: { sent: 0, received: 0 }, cross: { sent: 0, received: 0 } };
+      for (let r = 0; r < p.meshRounds; r++) {
+        const order: ("local" | "cross")[] = r % 2 === 0 ? ["local", "cross"] : ["cross", "local"];
+        for (const side of order) {
+          const spec: LatencySpec = {
+            mode: "latency",
+            port: pair.portA,
+            rxPort: side === "cross" ? pair.portB : pair.portA,
+            kind: "v2",
+            pairs: p.meshPairs,
+            rate: p.meshRate,
+            payload: p.payload,
+            warmupMs: p.meshWarmupMs,
+            measureMs: p.meshMeasureMs,
+          };
+          const m = await measured(scope, `mesh-${pair.name}-${side}`, spec, pair.pid, 30_000);
+          for (const us of m.res.samples_us as number[]) pooled[side].push(us / 1000);
+          counts[side].sent += num(m.res.sent);
+          counts[side].received += num(m.res.received);
+        }
+      }
+      const b = pair.name;
+      const cross = pooled.cross.sort((x, y) => x - y);
+      const local = pooled.local.sort((x, y) => x - y);
+      localAll.push(...local);
+      f[`mesh_${b}_p50_ms`] = round(quantile(cross, 0.5), 3);
+      f[`mesh_${b}_p99_ms`] = round(quantile(cross, 0.99), 3);
+      f[`mesh_${b}_local_p50_ms`] = round(quantile(local, 0.5), 3);
+      f[`mesh_${b}_local_p99_ms`] = round(quantile(local, 0.99), 3);
+      // p50 is the steady figure; p99 differences on a shared machine are mostly scheduling noise.
+      f[`mesh_${b}_added_p50_ms`] = round(quantile(cross, 0.5) - quantile(local, 0.5), 3);
+      f[`mesh_${b}_delivered`] = `${counts.cross.received}/${counts.cross.sent}`;
+      f[`mesh_${b}_local_delivered`] = `${counts.local.received}/${counts.local.sent}`;
+    }
+    const localSorted = localAll.sort((x, y) => x - y);
+    f.mesh_local_p50_ms = round(quantile(localSorted, 0.5), 3);
+    f.mesh_local_p99_ms = round(quantile(localSorted, 0.99), 3);
+    if (run.skipped.mesh_redis) f.mesh_redis_status = `skipped: ${run.skipped.mesh_redis}`;
+  } finally {
+    await scope.close();
+    await (redis as RedisServer | null)?.close();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
 /**
  * Runs `fn` with a time limit; a failure or timeout is recorded under `name`
  * and does not stop the run. `fn` starts its processes in the scope it is
@@ -761,6 +926,30 @@ function table(run: Run): string {
     );
     out.push("");
   }
+  if (has("mesh_local_p50_ms")) {
+    out.push(
+      `7. Instance mesh: one-way latency at ${p.meshRate.toLocaleString("en-US")} datagrams/s over ${p.meshPairs} ` +
+        `pairs, ${p.meshRounds} round(s) of ${p.meshMeasureMs / 1000} s per side; local = both ends on instance A`,
+    );
+    out.push("backend    cross p50 ms  cross p99 ms  local p50 ms  local p99 ms  added p50 ms  delivered");
+    const label = { redis: "redis", kv: `kv (poll ${fmt(f.mesh_kv_poll_ms)} ms)`, kv_watch: "kv (watch)" };
+    for (const b of ["redis", "kv", "kv_watch"] as const) {
+      if (!has(`mesh_${b}_p50_ms`)) continue;
+      out.push(
+        [
+          label[b].padEnd(17),
+          pad(fmt(f[`mesh_${b}_p50_ms`], 3), 7),
+          pad(fmt(f[`mesh_${b}_p99_ms`], 3), 13),
+          pad(fmt(f[`mesh_${b}_local_p50_ms`], 3), 13),
+          pad(fmt(f[`mesh_${b}_local_p99_ms`], 3), 13),
+          pad(fmt(f[`mesh_${b}_added_p50_ms`], 3), 13),
+          "  " + fmt(f[`mesh_${b}_delivered`]),
+        ].join(" "),
+      );
+    }
+    if (f.mesh_redis_status) out.push(`   redis: ${f.mesh_redis_status}`);
+    out.push("");
+  }
   for (const [label, hot] of Object.entries(run.profiles)) {
     out.push(`relay CPU profile, ${label} (self time):`);
     for (const h of hot) out.push(`   ${pad(h.selfPct.toFixed(1), 5)}%  ${h.where}`);
@@ -890,6 +1079,10 @@ export async function main(args: string[]): Promise<number> {
       relay.inspector?.close();
     }
     await shared.close();
+    if (want("mesh")) {
+      console.log("bench: instance mesh latency (redis, kv)…");
+      await guarded(run, "mesh", run.plan.scenarioTimeoutMs.mesh, (scope) => meshScenario(run, scope));
+    }
     if (want("capacity")) {
       console.log("bench: capacity…");
       await guarded(run, "capacity", run.plan.scenarioTimeoutMs.capacity, (scope) => capacityScenario(run, scope));
@@ -912,6 +1105,10 @@ export async function main(args: string[]): Promise<number> {
       "kib_per_client",
       "handshakes_per_s",
       "iroh_bulk_mib_s",
+      "mesh_redis_p50_ms",
+      "mesh_redis_p99_ms",
+      "mesh_kv_p50_ms",
+      "mesh_kv_p99_ms",
     ]
   ) {
     if (f[k] === undefined || (typeof f[k] === "number" && !Number.isFinite(f[k]))) f[k] = null;

@@ -11,15 +11,22 @@
  *   so. Delta Chat (iroh 0.35 with default settings) therefore needs the
  *   self-hosted binary, not this entry.
  * - Config comes from the TOML file named by `RELAY_CONFIG` (optional); only
- *   `access` and `[limits.client.rx]` apply here, listeners are the
- *   platform's business.
+ *   `access`, `[limits.client.rx]` and `[mesh]` apply here, listeners are
+ *   the platform's business.
+ * - Several instances behind one URL (the new Deno Deploy runs isolated
+ *   instances that share only a Deno KV database): `RELAY_MESH=kv` (or a
+ *   `[mesh]` table) links them through Deno KV, so a datagram for a key
+ *   connected to another instance still arrives (`relay/mesh_kv.ts`).
+ *   `RELAY_MESH=redis` with `RELAY_MESH_REDIS_URL` uses Redis instead.
+ *   Locally, Deno KV needs `--unstable-kv`.
  *
  * @example Local run: `RELAY_CONFIG=relay.toml deno serve --allow-env --allow-read --port 3340 deploy/edge.ts`
  */
 
-import { configFromText, loadConfig } from "../config/mod.ts";
+import { configFromText, loadConfig, meshConfigFromEnv } from "../config/mod.ts";
 import { createLogger } from "../log/mod.ts";
 import { createFetchHandler } from "../relay/fetch_handler.ts";
+import { addMeshMetrics, meshFromConfig } from "../relay/mesh_open.ts";
 import { RelayCore } from "../relay/relay_core.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
@@ -30,12 +37,33 @@ const { config, warnings } = path
 const log = createLogger({ level: config.log.level, format: config.log.format }).child("relay");
 for (const w of warnings) log.warn(`config ${w}`);
 
+const meshConfig = config.mesh ?? meshConfigFromEnv(Deno.env.toObject());
+const mesh = meshConfig ? meshFromConfig(meshConfig, { log }) : undefined;
+
 const core = new RelayCore({
   access: config.access,
   ...(config.limits.clientRx ? { clientRx: config.limits.clientRx } : {}),
   keyCacheCapacity: config.keyCacheCapacity,
   log,
+  ...(mesh ? { mesh } : {}),
 });
+if (mesh) addMeshMetrics(core.metrics, mesh);
+// Linked before the first request is served, so no datagram is routed without the mesh.
+await core.startMesh();
+if (mesh) {
+  // The mesh's watch and timers would keep `deno serve` alive after SIGTERM; closing it also
+  // removes this instance's directory entries at once instead of letting them expire.
+  const stop = () => {
+    core.close();
+    mesh.close().finally(() => Deno.exit(0));
+  };
+  try {
+    Deno.addSignalListener("SIGTERM", stop);
+    Deno.addSignalListener("SIGINT", stop);
+  } catch {
+    // No signals on this platform: it stops isolates itself.
+  }
+}
 
 const handler = createFetchHandler(core, {
   health: { version: denoJson.version, gitHash: Deno.env.get("RELAY_GIT_HASH") ?? "unknown" },

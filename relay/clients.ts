@@ -25,6 +25,8 @@ export interface KeyEntry {
   readonly id: string;
   /** Set when the last connection left, so cached references know the entry is dead. */
   gone: boolean;
+  /** Set when the key connected to another instance of the mesh: leaving here is not "gone". */
+  moved?: boolean;
   /** Receives datagrams for the key. */
   active: Client;
   /** Older connections with the same key, most recently demoted last. */

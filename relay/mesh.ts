@@ -19,7 +19,12 @@
  * several cores); Redis and Deno KV in their own files.
  */
 
-/** What an instance receives from the others. */
+/**
+ * What an instance receives from the others. Byte arguments may be views
+ * into a backend's receive buffer, valid only during the call: a sink that
+ * keeps one must copy it (the core copies datagram contents into the
+ * receiver's queue at once).
+ */
 export interface MeshSink {
   /** A datagram for `dst`, which the sender believed to be connected here. */
   datagram(dst: Uint8Array, src: Uint8Array, ecn: number, segmentSize: number, contents: Uint8Array): void;

@@ -68,6 +68,18 @@ Deno.test("mesh: a key that reconnects on another instance is closed on the firs
   });
 });
 
+Deno.test("regression: a key moving to another instance does not send EndpointGone to its peers", async () => {
+  await withTwoInstances(async (one, two) => {
+    const a = await memConnect(one, V2);
+    const bOld = await memConnect(one, V2);
+    await deliver(bOld, a, "b talks to a"); // a is in b's sent_to
+    const bNew = await memConnect(two, V2, bOld.secret);
+    await bOld.out.until(() => bOld.out.closed, "the older connection to close");
+    await deliver(bNew, a, "b still here");
+    assert.equal(a.out.ofType("EndpointGone").length, 0, "b never left");
+  });
+});
+
 Deno.test("mesh: a datagram for a key connected nowhere is dropped on the receiving side and counted", async () => {
   await withTwoInstances(async (one, two) => {
     const a = await memConnect(one, V2);

@@ -26,6 +26,7 @@
 import { type Config, formatBindAddr } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { HealthInfo } from "./endpoints.ts";
+import { addMeshMetrics, meshFromConfig } from "./mesh_open.ts";
 import { RelayCore, type RelayOptions } from "./relay_core.ts";
 import { serveListener, type TransportContext } from "./transport_tcp.ts";
 
@@ -88,13 +89,17 @@ const DEFAULT_HEALTH: HealthInfo = { version: "dev", gitHash: "unknown" };
  */
 export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<RelayService> {
   const log = opts.log;
+  // `[mesh]` links this instance to the others behind the same relay URL; a test may pass its own.
+  const mesh = opts.core?.mesh ?? (cfg.mesh ? meshFromConfig(cfg.mesh, log ? { log } : {}) : undefined);
   const core = new RelayCore({
     ...opts.core,
+    ...(mesh ? { mesh } : {}),
     access: cfg.access,
     ...(cfg.limits.clientRx ? { clientRx: cfg.limits.clientRx } : {}),
     keyCacheCapacity: cfg.keyCacheCapacity,
     ...(log ? { log } : {}),
   });
+  if (mesh) addMeshMetrics(core.metrics, mesh);
   const health = opts.health ?? DEFAULT_HEALTH;
   const listeners: Deno.Listener[] = [];
   const loops: Promise<void>[] = [];
@@ -114,6 +119,8 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
         }
       }
       core.close();
+      // The core does not wait for its mesh; waiting here lets the last EndpointGone notices go out.
+      await mesh?.close().catch((e) => log?.warn(`instance mesh close: ${(e as Error).message}`));
       await metricsServer?.shutdown();
       await Promise.allSettled(loops);
     },

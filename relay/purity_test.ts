@@ -21,6 +21,8 @@ const PURE = [
   "access.ts",
   "endpoints.ts",
   "metrics.ts",
+  "mesh_codec.ts",
+  "resp.ts",
   "../config/schema.ts",
 ];
 

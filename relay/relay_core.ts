@@ -158,6 +158,8 @@ export class RelayCore {
         if (entry === undefined) return;
         // The newer connection wins, as for duplicates on one instance; this one cannot
         // stay "inactive" usefully, since datagrams for the key now go to the other instance.
+        // The key is still connected, elsewhere: its peers must not get EndpointGone.
+        entry.moved = true;
         for (const c of [entry.active, ...entry.inactive]) c.close("the key connected to another relay instance");
       },
     });
@@ -326,6 +328,7 @@ export class RelayCore {
   #notifyGone(entry: KeyEntry, leaving: Client): void {
     let notified = 0;
     this.#mesh?.release(leaving.key);
+    if (entry.moved) return;
     for (const id of entry.sentTo) {
       const peer = this.#clients.get(id);
       if (peer !== undefined) {
