@@ -210,6 +210,27 @@ export async function startServices(config: Config, log: Logger): Promise<Servic
   return services;
 }
 
+/**
+ * Re-reads the config file and applies its `access` section (allow/deny
+ * lists, tokens, the http hook): connected clients that the new policy
+ * refuses are disconnected. Other keys need a restart. A file that no
+ * longer validates is reported and changes nothing.
+ */
+async function reloadAccess(cli: Cli, relay: RelayService, log: Logger): Promise<void> {
+  if (cli.configPath === undefined) return;
+  let config: Config;
+  try {
+    ({ config } = await configFor(cli));
+  } catch (e) {
+    log.error(`config reload failed, keeping the running configuration: ${(e as Error).message}`);
+    return;
+  }
+  const before = relay.core.metrics.c.disconnects;
+  await relay.core.setAccess(config.access);
+  const dropped = relay.core.metrics.c.disconnects - before;
+  log.info(`access control reloaded (${config.access.mode}); ${dropped} connection(s) no longer allowed were closed`);
+}
+
 async function readStdin(): Promise<string> {
   const chunks: Uint8Array[] = [];
   for await (const c of Deno.stdin.readable) chunks.push(c);
@@ -263,11 +284,14 @@ export async function main(args: string[]): Promise<number> {
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopped.resolve(sig));
   let services: Services | undefined;
   Deno.addSignalListener("SIGHUP", () => {
-    if (!services) return;
-    log.info("SIGHUP: reloading TLS certificate");
-    services.relay?.reloadTls().then(
-      () => log.info("TLS certificate reloaded"),
-      (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
+    const relay = services?.relay;
+    if (!relay) return;
+    log.info("SIGHUP: reloading access control and TLS certificate");
+    reloadAccess(cli, relay, log).finally(() =>
+      relay.reloadTls().then(
+        () => log.info("TLS certificate reloaded"),
+        (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
+      )
     );
   });
   try {

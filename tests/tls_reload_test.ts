@@ -128,3 +128,46 @@ Deno.test("SIGHUP re-reads the TLS certificate: new connections get it, open one
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("SIGHUP re-reads access control: a newly denied key is disconnected and refused, others stay", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/relay.toml`;
+  await Deno.writeTextFile(path, 'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n');
+  const main = new MainProcess(["--config", path]);
+  const open: TestRelayClient[] = [];
+  try {
+    const port = Number((await main.waitFor(/relay listening on http:\/\/127\.0\.0\.1:(\d+)/))[1]);
+    await main.waitFor(/running/);
+    const victim = await connectClient(port, "derp");
+    const bystander = await connectClient(port, "v2");
+    open.push(victim, bystander);
+    await victim.ping();
+    await bystander.ping();
+
+    const hex = [...victim.publicKey].map((b) => b.toString(16).padStart(2, "0")).join("");
+    await Deno.writeTextFile(
+      path,
+      `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\naccess.denylist = ["${hex}"]\n`,
+    );
+    let mark = main.log.length;
+    main.child.kill("SIGHUP");
+    await main.waitFor(/access control reloaded \(denylist\); 1 connection\(s\)/, mark);
+    await withTimeout(victim.ended, 5000, "the denied client to be disconnected");
+    await bystander.ping();
+    const again = await connectClient(port, "derp", { secretKey: victim.secretKey });
+    open.push(again);
+    const health = await again.nextOf("Health");
+    assert.equal(health.problem, "not authenticated");
+
+    // A config that no longer validates changes nothing.
+    await Deno.writeTextFile(path, 'http_bind_addr = "nonsense"\n');
+    mark = main.log.length;
+    main.child.kill("SIGHUP");
+    await main.waitFor(/config reload failed, keeping the running configuration/, mark);
+    await bystander.ping();
+  } finally {
+    for (const c of open) c.close();
+    await main.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
