@@ -6,8 +6,8 @@
  * - {@link keyId}: a compact string form used as a `Map` key on the hot path.
  * - {@link parseKeyText}: the text forms accepted in config files (64 hex or
  *   52 base32 characters, as `iroh-base/src/key.rs` parses them).
- * - {@link isSmallOrder} / {@link isValidKey}: the checks that make signature
- *   verification strict and reject keys that are not curve points.
+ * - {@link isSmallOrder}: the check that makes signature verification strict;
+ *   {@link isCurvePoint}: whether 32 bytes are a key at all (upstream's decoding).
  */
 
 import { ed25519 } from "@noble/curves/ed25519";

@@ -13,14 +13,7 @@
  */
 
 import { ed25519 } from "@noble/curves/ed25519";
-import {
-  CLIENT_INFO_MAGIC,
-  decodeDerp,
-  DerpFrameReader,
-  type DerpMsg,
-  encodeDerp,
-  encodeDerpWs,
-} from "../../relay/codec_derp.ts";
+import { decodeDerp, DerpFrameReader, type DerpMsg, encodeDerp, encodeDerpWs } from "../../relay/codec_derp.ts";
 import { decodeV1, encodeV1, type V1Msg } from "../../relay/codec_v1.ts";
 import { challengeMessage } from "../../relay/handshake.ts";
 import { encodeWsFrame, WsOpcode, WsReader } from "../../relay/ws_frame.ts";
@@ -415,5 +408,3 @@ function indexOf(h: Uint8Array, n: Uint8Array): number {
   }
   return -1;
 }
-
-export { CLIENT_INFO_MAGIC };
