@@ -16,9 +16,9 @@
 
 import { type Config, ConfigError, configFromText, loadConfig } from "./config/mod.ts";
 import { createLogger, type Logger } from "./log/mod.ts";
+import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type RelayService, startRelay } from "./relay/mod.ts";
-import { hashPassword } from "./imap_metadata/password.ts";
-import { type ImapService, startImap } from "./imap_metadata/mod.ts";
+import { hashPassword, type ImapService, startImap } from "./imap_metadata/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** Our version, from `deno.json`. */
@@ -197,11 +197,16 @@ export async function startServices(config: Config, log: Logger): Promise<Servic
       gitHash: GIT_HASH,
       services: () => ({ imap: services.imap ? services.imap.status() : "disabled" }),
     };
+    const relayLog = log.child("relay");
+    // `[mesh]` links this instance to the others behind the same relay URL.
+    const mesh = config.mesh ? meshFromConfig(config.mesh, { log: relayLog }) : undefined;
     services.relay = await startRelay(config, {
-      log: log.child("relay"),
+      log: relayLog,
       health,
       extraMetrics: () => services.imap?.metrics() ?? "",
+      ...(mesh ? { core: { mesh } } : {}),
     });
+    if (mesh) addMeshMetrics(services.relay.core.metrics, mesh);
     if (config.imap) services.imap = await startImap(config, { log: log.child("imap") });
   } catch (e) {
     await services.close();

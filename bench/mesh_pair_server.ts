@@ -15,7 +15,7 @@
 
 import { configFromText } from "../config/mod.ts";
 import { createLogger } from "../log/mod.ts";
-import { KvMesh } from "../relay/mesh_kv.ts";
+import { KvMesh } from "../mesh/mod.ts";
 import { startRelay } from "../relay/mod.ts";
 
 if (import.meta.main) {

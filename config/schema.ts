@@ -12,9 +12,8 @@
  * as a plain record.
  */
 
-import type { AccessConfig } from "../relay/access.ts";
-import { parseKeyText } from "../relay/public_key.ts";
-import { parseRedisUrl, type RedisTarget } from "../relay/resp.ts";
+import { parseKeyText } from "./key_text.ts";
+import { parseRedisUrl, type RedisTarget } from "../redis/mod.ts";
 
 /** A `host:port` listen address. */
 export interface BindAddr {
@@ -144,6 +143,14 @@ export type MeshConfig =
 export const DEFAULT_MESH_PREFIX = "iroh-relay";
 /** Default `[mesh] redis_url`. */
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379";
+
+/** Access configuration, as validated from the TOML `access` key. */
+export type AccessConfig =
+  | { mode: "everyone" }
+  | { mode: "allowlist"; keys: Uint8Array[] }
+  | { mode: "denylist"; keys: Uint8Array[] }
+  | { mode: "http"; url: string; bearerToken?: string }
+  | { mode: "shared_token"; tokens: string[] };
 
 /** The validated configuration. */
 export interface Config {

@@ -9,7 +9,6 @@ import {
   parseBindAddr,
   type SchemaEnv,
 } from "./schema.ts";
-import { keyBase32, keyHex } from "../relay/public_key.ts";
 
 /** Seeded-style fixed keys (upstream uses a ChaCha8-seeded key; any valid key will do). */
 const ID1 = ed25519.getPublicKey(new Uint8Array(32).fill(1));
@@ -435,3 +434,27 @@ Deno.test("meshConfigFromEnv() builds [mesh] from RELAY_MESH* variables, naming 
     /only applies/,
   );
 });
+
+/** 64 hex characters, written here so the config tests need nothing from relay/. */
+function keyHex(key: Uint8Array): string {
+  return Array.from(key, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** RFC 4648 base32, lowercase, no padding (52 characters for a key). */
+function keyBase32(key: Uint8Array): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+  let out = "";
+  let acc = 0;
+  let bits = 0;
+  for (const b of key) {
+    acc = (acc << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      bits -= 5;
+      out += alphabet[(acc >>> bits) & 31];
+    }
+    acc &= (1 << bits) - 1;
+  }
+  if (bits > 0) out += alphabet[(acc << (5 - bits)) & 31];
+  return out;
+}

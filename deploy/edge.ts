@@ -16,7 +16,7 @@
  * - Several instances behind one URL (the new Deno Deploy runs isolated
  *   instances that share only a Deno KV database): `RELAY_MESH=kv` (or a
  *   `[mesh]` table) links them through Deno KV, so a datagram for a key
- *   connected to another instance still arrives (`relay/mesh_kv.ts`).
+ *   connected to another instance still arrives (`mesh/kv.ts`).
  *   `RELAY_MESH=redis` with `RELAY_MESH_REDIS_URL` uses Redis instead.
  *   Locally, Deno KV needs `--unstable-kv`.
  *
@@ -25,9 +25,8 @@
 
 import { configFromText, loadConfig, meshConfigFromEnv } from "../config/mod.ts";
 import { createLogger } from "../log/mod.ts";
-import { createFetchHandler } from "../relay/fetch_handler.ts";
-import { addMeshMetrics, meshFromConfig } from "../relay/mesh_open.ts";
-import { RelayCore } from "../relay/relay_core.ts";
+import { addMeshMetrics, meshFromConfig } from "../mesh/mod.ts";
+import { createFetchHandler, RelayCore } from "../relay/mod.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const path = Deno.env.get("RELAY_CONFIG");

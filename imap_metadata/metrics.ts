@@ -6,7 +6,7 @@
  * the hot path, text only when scraped.
  */
 
-import { type Counts, type Gauge, renderMetrics, zeroCounts } from "../metrics/openmetrics.ts";
+import { type Counts, type Gauge, renderMetrics, zeroCounts } from "../metrics/mod.ts";
 
 const COUNTERS = {
   sessions: ["sessions", "IMAP connections accepted"],

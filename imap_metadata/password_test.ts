@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PASSWORD_HASH } from "../config/schema.ts";
+import { PASSWORD_HASH } from "../config/mod.ts";
 import { DEFAULT_ITERATIONS, hashPassword, MIN_ITERATIONS, verifyPassword } from "./password.ts";
 
 /** Computed independently with Python: hashlib.pbkdf2_hmac("sha256", b"correct horse", bytes(range(16)), 100000). */

@@ -25,13 +25,19 @@
 
 import { type Config, formatBindAddr } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import type { HealthInfo } from "./endpoints.ts";
-import { addMeshMetrics, meshFromConfig } from "./mesh_open.ts";
-import { RelayCore, type RelayOptions } from "./relay_core.ts";
-import { serveListener, type TransportContext } from "./transport_tcp.ts";
+import type { HealthInfo } from "./transport/endpoints.ts";
+import { RelayCore, type RelayOptions } from "./server/relay_core.ts";
+import { serveListener, type TransportContext } from "./transport/tcp.ts";
 
-export { RelayCore } from "./relay_core.ts";
-export type { RelayOptions } from "./relay_core.ts";
+export { RelayCore } from "./server/relay_core.ts";
+export type { RelayOptions } from "./server/relay_core.ts";
+export { type RelayMetrics } from "./server/metrics.ts";
+export { InProcessMeshHub, type InstanceMesh, type MeshSink } from "./server/mesh.ts";
+export { KEY_LEN } from "./proto/frame_type.ts";
+export { keyId } from "./proto/public_key.ts";
+export { DERP, type Generation, V1, V2 } from "./proto/generation.ts";
+export { createFetchHandler, type FetchHandlerOptions } from "./transport/fetch_handler.ts";
+export type { HealthInfo } from "./transport/endpoints.ts";
 
 /** A running relay. */
 export interface RelayService {
@@ -89,8 +95,9 @@ const DEFAULT_HEALTH: HealthInfo = { version: "dev", gitHash: "unknown" };
  */
 export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<RelayService> {
   const log = opts.log;
-  // `[mesh]` links this instance to the others behind the same relay URL; a test may pass its own.
-  const mesh = opts.core?.mesh ?? (cfg.mesh ? meshFromConfig(cfg.mesh, log ? { log } : {}) : undefined);
+  // `[mesh]` links this instance to the others behind the same relay URL: the caller builds the
+  // backend (mesh/mod.ts) and passes it in `opts.core.mesh`, so relay/ never imports mesh/.
+  const mesh = opts.core?.mesh;
   const core = new RelayCore({
     ...opts.core,
     ...(mesh ? { mesh } : {}),
@@ -99,7 +106,6 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
     keyCacheCapacity: cfg.keyCacheCapacity,
     ...(log ? { log } : {}),
   });
-  if (mesh) addMeshMetrics(core.metrics, mesh);
   const health = opts.health ?? DEFAULT_HEALTH;
   const listeners: Deno.Listener[] = [];
   const loops: Promise<void>[] = [];

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { createFetchHandler } from "../relay/fetch_handler.ts";
-import { RelayCore } from "../relay/relay_core.ts";
+import { createFetchHandler } from "../relay/transport/fetch_handler.ts";
+import { RelayCore } from "../relay/server/relay_core.ts";
 import { connectClient } from "./support/relay_client.ts";
 
 async function withEdge(fn: (port: number, core: RelayCore) => Promise<void>): Promise<void> {

@@ -13,7 +13,7 @@ import { ed25519 } from "@noble/curves/ed25519";
 import { clientAuth, clientInfo, type ClientKind, type TestRelayClient } from "./support/relay_client.ts";
 import { exchange, is035, KINDS, withRelay, withTimeout } from "./support/relay_scope.ts";
 import { concatBytes, hex } from "./support/bytes.ts";
-import { challengeMessage } from "../relay/handshake.ts";
+import { challengeMessage } from "../relay/proto/handshake.ts";
 
 const L = ed25519.Point.Fn.ORDER;
 /** The identity point: a small-order key for which R = identity, S = 0 "verifies" any message. */

@@ -9,7 +9,7 @@
  * - Deno KV: two `deno serve deploy/edge.ts` processes (the Deno Deploy
  *   entry) with `RELAY_MESH=kv` on one local KV file, 0.35 WebSocket and
  *   1.x clients; and two `main.ts` processes with `backend = "kv"`.
- *   Across processes a local KV file wakes nobody (see `relay/mesh_kv.ts`),
+ *   Across processes a local KV file wakes nobody (see `mesh/kv.ts`),
  *   so these run on the poll (10 ms here); Deploy's cross-isolate `watch`
  *   cannot be tested locally.
  *

@@ -27,8 +27,8 @@ import {
 } from "./support/relay_scope.ts";
 import { dial, getHeader, rawGet, rawRequest, readResponse, waitForClose, writeAllRaw } from "./support/http_raw.ts";
 import { concatBytes, utf8 } from "./support/bytes.ts";
-import { keyHex } from "../relay/public_key.ts";
-import { encodeWsFrame, WsOpcode } from "../relay/ws_frame.ts";
+import { keyHex } from "../relay/proto/public_key.ts";
+import { encodeWsFrame, WsOpcode } from "../relay/proto/ws_frame.ts";
 import { configFromText } from "../config/mod.ts";
 import { startRelay } from "../relay/mod.ts";
 

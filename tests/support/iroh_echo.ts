@@ -8,9 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { readV1Type } from "../../relay/codec_v1.ts";
+import { readV1Type } from "../../relay/proto/codec_v1.ts";
 import type { RelayService } from "../../relay/mod.ts";
-import { WsReader } from "../../relay/ws_frame.ts";
+import { WsReader } from "../../relay/proto/ws_frame.ts";
 import { type BridgeConnInfo, type ForwardSpec, type LineProcess, Netns } from "./netns.ts";
 
 /** The Node program driving a real iroh endpoint. */

@@ -7,12 +7,12 @@
  */
 
 import { ed25519 } from "@noble/curves/ed25519";
-import type { Client, FrameSender } from "../../relay/client.ts";
-import { decodeDerp, type DerpMsg, encodeDerpWs } from "../../relay/codec_derp.ts";
-import { decodeV1, encodeV1, readV1Type, type V1Msg } from "../../relay/codec_v1.ts";
-import { MESSAGES, splitMessages } from "../../relay/framing.ts";
-import { DERP, type Generation, V1, V2, type WireMsg } from "../../relay/generation.ts";
-import { RelayCore, type RelayOptions } from "../../relay/relay_core.ts";
+import type { Client, FrameSender } from "../../relay/server/client.ts";
+import { decodeDerp, type DerpMsg, encodeDerpWs } from "../../relay/proto/codec_derp.ts";
+import { decodeV1, encodeV1, readV1Type, type V1Msg } from "../../relay/proto/codec_v1.ts";
+import { MESSAGES, splitMessages } from "../../relay/proto/framing.ts";
+import { DERP, type Generation, V1, V2, type WireMsg } from "../../relay/proto/generation.ts";
+import { RelayCore, type RelayOptions } from "../../relay/server/relay_core.ts";
 import { clientAuth, clientInfo } from "./relay_client.ts";
 
 /** A controllable clock: real time plus an offset the test advances. */

@@ -13,9 +13,9 @@
  */
 
 import assert from "node:assert/strict";
-import type { InstanceMesh } from "../../relay/mesh.ts";
-import { DERP, type Generation, V2 } from "../../relay/generation.ts";
-import type { RelayCore } from "../../relay/relay_core.ts";
+import type { InstanceMesh } from "../../relay/server/mesh.ts";
+import { DERP, type Generation, V2 } from "../../relay/proto/generation.ts";
+import type { RelayCore } from "../../relay/server/relay_core.ts";
 import { utf8 } from "./bytes.ts";
 import { datagramsOf, datagramTo, FakeClock, type MemConn, memConnect, memCore } from "./mem_relay.ts";
 

@@ -13,10 +13,10 @@
  */
 
 import { ed25519 } from "@noble/curves/ed25519";
-import { decodeDerp, DerpFrameReader, type DerpMsg, encodeDerp, encodeDerpWs } from "../../relay/codec_derp.ts";
-import { decodeV1, encodeV1, type V1Msg } from "../../relay/codec_v1.ts";
-import { challengeMessage } from "../../relay/handshake.ts";
-import { encodeWsFrame, WsOpcode, WsReader } from "../../relay/ws_frame.ts";
+import { decodeDerp, DerpFrameReader, type DerpMsg, encodeDerp, encodeDerpWs } from "../../relay/proto/codec_derp.ts";
+import { decodeV1, encodeV1, type V1Msg } from "../../relay/proto/codec_v1.ts";
+import { challengeMessage } from "../../relay/proto/handshake.ts";
+import { encodeWsFrame, WsOpcode, WsReader } from "../../relay/proto/ws_frame.ts";
 
 /** Which client generation and transport to speak. */
 export type ClientKind = "derp" | "ws035" | "v1" | "v2";
