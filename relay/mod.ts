@@ -28,6 +28,7 @@ import type { Logger } from "../log/mod.ts";
 import type { HealthInfo } from "./transport/endpoints.ts";
 import { RelayCore, type RelayOptions } from "./server/relay_core.ts";
 import { serveListener, type TransportContext } from "./transport/tcp.ts";
+import type { HttpRoute } from "./transport/routes.ts";
 
 export { RelayCore } from "./server/relay_core.ts";
 export type { RelayOptions } from "./server/relay_core.ts";
@@ -38,6 +39,7 @@ export { keyId } from "./proto/public_key.ts";
 export { DERP, type Generation, V1, V2 } from "./proto/generation.ts";
 export { createFetchHandler, type FetchHandlerOptions } from "./transport/fetch_handler.ts";
 export type { HealthInfo } from "./transport/endpoints.ts";
+export { type HttpRoute, requestBytes, type RouteInfo, type RouteRole } from "./transport/routes.ts";
 
 /** A running relay. */
 export interface RelayService {
@@ -61,6 +63,8 @@ export interface StartOptions {
   log?: Logger;
   /** What `/healthz` reports. */
   health?: HealthInfo;
+  /** Other services' HTTP routes on the relay listener (and the captive portal where a route asks). */
+  routes?: readonly HttpRoute[];
   /** Extra metrics text (other services) appended before `# EOF`. */
   extraMetrics?: () => string;
   /** Core overrides (timeouts in tests, injected clock). */
@@ -107,6 +111,7 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
     ...(log ? { log } : {}),
   });
   const health = opts.health ?? DEFAULT_HEALTH;
+  const routes = opts.routes ?? [];
   const listeners: Deno.Listener[] = [];
   const loops: Promise<void>[] = [];
   let metricsServer: Deno.HttpServer | undefined;
@@ -149,7 +154,7 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
   let tlsPem: { cert: string; key: string } | undefined;
   const listenTls = (addr: { hostname: string; port: number }, pem: { cert: string; key: string }) => {
     const l = Deno.listenTls({ hostname: addr.hostname, port: addr.port, ...pem });
-    serve(l, { core, role: "relay", health });
+    serve(l, { core, role: "relay", health, routes, scheme: "https" });
     tlsListener = l;
     tlsPem = pem;
     service.httpsAddr = l.addr as Deno.NetAddr;
@@ -195,7 +200,7 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
     }
     if (cfg.enableRelay) {
       const httpListener = Deno.listen({ hostname: cfg.httpBindAddr.hostname, port: cfg.httpBindAddr.port });
-      serve(httpListener, { core, role: useTls ? "captive-portal" : "relay", health });
+      serve(httpListener, { core, role: useTls ? "captive-portal" : "relay", health, routes, scheme: "http" });
       service.httpAddr = httpListener.addr as Deno.NetAddr;
       await swapTls();
       if (useTls && cfg.tls!.certMode === "Reloading") {

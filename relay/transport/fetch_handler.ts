@@ -20,6 +20,7 @@ import {
   WsVersionError,
 } from "./http1.ts";
 import type { RelayCore } from "../server/relay_core.ts";
+import { findRoute, type HttpRoute } from "./routes.ts";
 import { type RuntimeWebSocket, serveWebSocket } from "./ws.ts";
 
 /** Turns a `Request` into the head the pure endpoint code reads. */
@@ -39,6 +40,8 @@ function toResponse(res: HttpResponse): Response {
 export interface FetchHandlerOptions {
   /** What `/healthz` reports. */
   health: HealthInfo;
+  /** Other services' HTTP routes (discovery, mailbox), served before the relay's own endpoints. */
+  routes?: readonly HttpRoute[];
   /** Upgrades a request (default `Deno.upgradeWebSocket`; tests may fake it). */
   upgrade?: (req: Request, protocol: string | undefined) => { socket: RuntimeWebSocket; response: Response };
 }
@@ -60,7 +63,7 @@ export interface FetchHandlerOptions {
 export function createFetchHandler(
   core: RelayCore,
   opts: FetchHandlerOptions,
-): (req: Request, info?: { remoteAddr?: Deno.Addr }) => Response {
+): (req: Request, info?: { remoteAddr?: Deno.Addr }) => Response | Promise<Response> {
   const upgrade = opts.upgrade ??
     ((req: Request, protocol: string | undefined) =>
       Deno.upgradeWebSocket(req, {
@@ -68,8 +71,11 @@ export function createFetchHandler(
         // The relay core pings on its own schedule (spec §4 "Liveness").
         idleTimeout: 0,
       }));
+  const routes = opts.routes ?? [];
   return (req, info) => {
     const head = requestHead(req);
+    const route = routes.length > 0 ? findRoute(routes, head.path, "relay") : undefined;
+    if (route) return answerRoute(route, req, info?.remoteAddr, core);
     if (!(isRelayPath(head.path) && head.method === "GET")) return toResponse(relayEndpoint(head, opts.health));
     const acceptedAt = core.now();
     // Read before upgrading: the request object is closed afterwards.
@@ -101,4 +107,54 @@ export function createFetchHandler(
       return toResponse({ status: e.status, headers, body: e.message });
     }
   };
+}
+
+/** Runs a route with its body limit; failures become a 500 and a log line. */
+async function answerRoute(
+  route: HttpRoute,
+  req: Request,
+  addr: Deno.Addr | undefined,
+  core: RelayCore,
+): Promise<Response> {
+  const text = (status: number, body: string) =>
+    new Response(body, { status, headers: { "Content-Type": "text/plain; charset=utf-8" } });
+  const announced = Number(req.headers.get("content-length") ?? "0");
+  if (!(announced <= route.maxBodyBytes)) return text(413, "Request body too large");
+  try {
+    let bounded = req;
+    if (req.body !== null && req.method !== "GET" && req.method !== "HEAD") {
+      // The platform may stream a body without Content-Length: read at most the limit.
+      const body = await readAtMost(req.body, route.maxBodyBytes);
+      if (body === null) return text(413, "Request body too large");
+      bounded = new Request(req.url, { method: req.method, headers: req.headers, body });
+    }
+    return await route.handle(bounded, { remote: addr && addr.transport === "tcp" ? addr.hostname : "?" });
+  } catch (e) {
+    core.log.error(`${route.prefix} handler failed: ${(e as Error).message}`);
+    return text(500, "Internal error");
+  }
+}
+
+/** The whole stream if it holds at most `limit` bytes, else null (reading stops at the limit). */
+async function readAtMost(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array<ArrayBuffer> | null> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
 }

@@ -40,6 +40,7 @@ import {
   WsVersionError,
 } from "./http1.ts";
 import { ByteBucket } from "../server/rate_limit.ts";
+import { findRoute, type HttpRoute, routeRequest, routeResponse } from "./routes.ts";
 import type { RelayCore } from "../server/relay_core.ts";
 import {
   closeCode,
@@ -76,6 +77,10 @@ export interface TransportContext {
   health: HealthInfo;
   /** `[limits] accept_conn_limit/burst`: new connections per second. */
   acceptLimit?: { perSecond: number; burst: number };
+  /** Other services' HTTP routes (discovery, mailbox, ACME). */
+  routes?: readonly HttpRoute[];
+  /** Scheme the listener is reached by, for the URLs routes see. */
+  scheme?: "http" | "https";
 }
 
 /** Smallest read buffer, bytes: idle connections hold only this much. */
@@ -190,14 +195,40 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
         await upgrade(conn, head, buf.slice(length, len), remote, acceptedAt, ctx);
         return;
       }
+      const route = ctx.routes ? findRoute(ctx.routes, head.path, ctx.role) : undefined;
       let bodyLen: number;
       try {
         bodyLen = requestBodyLength(head);
-        if (bodyLen > MAX_SKIPPED_BODY) throw new HttpError(400, "Request body too large");
+        if (bodyLen > (route ? route.maxBodyBytes : MAX_SKIPPED_BODY)) {
+          throw new HttpError(route ? 413 : 400, "Request body too large");
+        }
       } catch (e) {
         if (!(e instanceof HttpError)) throw e;
         await respondAndClose(conn, errorResponse(e, ctx.role));
         return;
+      }
+      if (route) {
+        // Read the whole (bounded) body into the buffer, then answer from the route.
+        const need = length + bodyLen;
+        if (buf.length < need) {
+          const grown = new Uint8Array(need);
+          grown.set(buf.subarray(0, len));
+          buf = grown;
+        }
+        while (len < need) {
+          const n = await conn.read(buf.subarray(len, need));
+          if (n === null) return;
+          len += n;
+        }
+        const res = await answerRoute(route, head, buf.subarray(length, need), remote, ctx);
+        const close = wantsClose(head);
+        await writeAll(conn, serializeResponse(res, { close }));
+        if (close) return;
+        buf.copyWithin(0, need, len);
+        len -= need;
+        if (buf.length > 64 * 1024 && len <= 4096) buf = buf.slice(0, 4096);
+        watch.deadline = core.now() + core.opts.establishTimeoutMs;
+        continue;
       }
       const res = ctx.role === "relay" ? relayEndpoint(head, ctx.health) : captivePortalEndpoint(head);
       const close = wantsClose(head);
@@ -224,6 +255,30 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
     if (!upgraded) closeQuietly(conn);
     m.httpConnectionsClosed++;
   }
+}
+
+/** Runs a route; its failures become a 500 and a log line, never a dropped connection for others. */
+async function answerRoute(
+  route: HttpRoute,
+  head: RequestHead,
+  body: Uint8Array,
+  remote: string,
+  ctx: TransportContext,
+): Promise<HttpResponse> {
+  try {
+    const req = routeRequest(head, body, ctx.scheme ?? "http");
+    return await routeResponse(await route.handle(req, { remote: hostOf(remote) }));
+  } catch (e) {
+    ctx.core.log.error(`${route.prefix} handler failed: ${(e as Error).message}`);
+    return { status: 500, headers: [["Content-Type", "text/plain; charset=utf-8"]], body: "Internal error" };
+  }
+}
+
+/** The address part of `host:port` / `[v6]:port`. */
+function hostOf(remote: string): string {
+  const i = remote.lastIndexOf(":");
+  const host = i < 0 ? remote : remote.slice(0, i);
+  return host.startsWith("[") ? host.slice(1, -1) : host;
 }
 
 function isConnectionGone(e: unknown): boolean {
