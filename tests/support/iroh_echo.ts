@@ -8,9 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { readV1Type } from "../../relay/proto/codec_v1.ts";
 import type { RelayService } from "../../relay/mod.ts";
-import { WsReader } from "../../relay/proto/ws_frame.ts";
+import { readVarint, WsStreamReader } from "./wire.ts";
 import { type BridgeConnInfo, type ForwardSpec, type LineProcess, Netns } from "./netns.ts";
 
 /** The Node program driving a real iroh endpoint. */
@@ -67,7 +66,7 @@ export class RelayWireObserver {
   readonly problems: string[] = [];
   #waiters: (() => void)[] = [];
   readonly #forceProtocol: string | undefined;
-  readonly #streams = new Map<string, { head: Uint8Array | null; ws: WsReader | null }>();
+  readonly #streams = new Map<string, { head: Uint8Array | null; ws: WsStreamReader | null }>();
 
   /** @param forceProtocol if set, the offered subprotocol list is replaced by this */
   constructor(forceProtocol?: string) {
@@ -114,7 +113,7 @@ export class RelayWireObserver {
       const text = new TextDecoder().decode(all.subarray(0, end));
       s.head = null;
       if (/^HTTP\/1\.1 101|^GET \/relay[ ?]/.test(text)) {
-        s.ws = new WsReader({ maxMessage: 2 << 20, expectMasked: dir === "up" });
+        s.ws = new WsStreamReader(2 << 20);
       }
       rest = all.subarray(end + 4);
     }
@@ -123,7 +122,7 @@ export class RelayWireObserver {
       s.ws.push(rest);
       for (let ev = s.ws.next(); ev !== null; ev = s.ws.next()) {
         if (ev.kind !== "message" || !ev.binary) continue;
-        const type = readV1Type(ev.data).type;
+        const type = readVarint(ev.data).value;
         (dir === "up" ? this.up : this.down).add(type);
         this.frames.push({ dir, type });
       }

@@ -1,7 +1,8 @@
 /**
  * @module
  * A relay client for tests, written from the spec: it speaks all three
- * client kinds over a real socket.
+ * client kinds over a real socket, with its own codec (`wire.ts`), not the
+ * relay's.
  *
  * - `derp`: iroh 0.35 default (`Upgrade: iroh derp http`, 5-byte frames,
  *   self-signed ClientInfo, no reply on success);
@@ -13,10 +14,20 @@
  */
 
 import { ed25519 } from "@noble/curves/ed25519";
-import { decodeDerp, DerpFrameReader, type DerpMsg, encodeDerp, encodeDerpWs } from "../../relay/proto/codec_derp.ts";
-import { decodeV1, encodeV1, type V1Msg } from "../../relay/proto/codec_v1.ts";
-import { challengeMessage } from "../../relay/proto/handshake.ts";
-import { encodeWsFrame, WsOpcode, WsReader } from "../../relay/proto/ws_frame.ts";
+import {
+  challengeMessage,
+  decodeDerp,
+  decodeV1,
+  type DerpMsg,
+  DerpStreamReader,
+  encodeDerp,
+  encodeDerpWs,
+  encodeV1,
+  encodeWsFrame,
+  type V1Msg,
+  WsOpcode,
+  WsStreamReader,
+} from "./wire.ts";
 
 /** Which client generation and transport to speak. */
 export type ClientKind = "derp" | "ws035" | "v1" | "v2";
@@ -169,8 +180,8 @@ export class TestRelayClient {
 
   async #readLoop(): Promise<void> {
     const ws = this.kind !== "derp";
-    const derp = new DerpFrameReader();
-    const wsr = new WsReader({ maxMessage: 2 << 20, expectMasked: false });
+    const derp = new DerpStreamReader();
+    const wsr = new WsStreamReader(2 << 20);
     const onChunk = (c: Uint8Array) => {
       if (ws) {
         wsr.push(c);
