@@ -121,7 +121,7 @@ interface MeshCommon {
 
 /**
  * `[mesh]`: several relay instances serving one relay URL (see
- * `relay/mesh.ts`), linked through Redis pub/sub or Deno KV.
+ * `relay/server/mesh.ts`), linked through Redis pub/sub or Deno KV.
  */
 export type MeshConfig =
   | MeshCommon & {

@@ -2,7 +2,7 @@
  * @module
  * IMAP listener counters, rendered as OpenMetrics text with the `imap_`
  * prefix (no `# EOF`: the relay's metrics endpoint appends ours to its own,
- * see `main.ts`). Same shape as `relay/metrics.ts`: plain number fields on
+ * see `main.ts`). Same shape as `relay/server/metrics.ts`: plain number fields on
  * the hot path, text only when scraped.
  */
 

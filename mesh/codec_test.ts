@@ -18,7 +18,7 @@ const K2 = new Uint8Array(32).fill(0xab);
 const K2_HEX = "ab".repeat(32);
 const HELLO = "48656c6c6f20576f726c6421"; // "Hello World!"
 
-/** Annotated vectors: the layout in `mesh_codec.ts`'s module doc, byte for byte. */
+/** Annotated vectors: the layout in `codec.ts`'s module doc, byte for byte. */
 const VECTORS: { name: string; bytes: string; msg: MeshMsg }[] = [
   {
     name: "datagram, ECN CE, no segments",

@@ -15,7 +15,7 @@
  *   duplicates on one instance), then SUBSCRIBE. The notice carries our
  *   instance id, so our own notice echoed back is ignored.
  * - `release(key)`: UNSUBSCRIBE.
- * - `forward`, `gone`: PUBLISH a datagram or gone message (`mesh_codec.ts`:
+ * - `forward`, `gone`: PUBLISH a datagram or gone message (`codec.ts`:
  *   one tag byte and fixed fields, binary-safe) on the destination's channel.
  *
  * Two connections ({@link RedisConn}): one publishes (PUBLISH replies are
@@ -78,7 +78,7 @@ export interface RedisMeshOptions {
   connectTimeoutMs?: number;
 }
 
-/** Backend counters, exported as metrics by `mesh_open.ts`. */
+/** Backend counters, exported as metrics by `open.ts`. */
 export interface RedisMeshStats {
   /** Datagrams PUBLISHed that no instance was subscribed for (key connected nowhere). */
   unrouted: number;

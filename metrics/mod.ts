@@ -1,7 +1,7 @@
 /**
  * @module
  * Counters and gauges as plain numbers, rendered as OpenMetrics text only
- * when scraped: shared by the relay (`relay/metrics.ts`) and the IMAP
+ * when scraped: shared by the relay (`relay/server/metrics.ts`) and the IMAP
  * listener (`imap_metadata/metrics.ts`), which the metrics endpoint serves
  * together. Counters are exposed as `<prefix>_<name>_total`.
  */

@@ -1,7 +1,7 @@
 /**
  * @module
  * One Redis connection that comes back by itself: the transport under the
- * mesh's Redis backend (`mesh_redis.ts`). Commands are written into a
+ * mesh's Redis backend (`mesh/redis.ts`). Commands are written into a
  * bounded {@link OutBuffer} and flushed by one writer loop; replies and
  * pub/sub pushes go to the owner's `onReply` in order.
  *

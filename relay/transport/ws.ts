@@ -4,7 +4,7 @@
  * WebSocket the runtime already parsed, the only form edge platforms offer.
  * It serves iroh 1.x (`iroh-relay-v1`/`-v2`) and iroh 0.35's WebSocket mode;
  * the 0.35 `iroh derp http` upgrade needs the raw listener
- * (`transport_tcp.ts`) and is refused with a clear 400 by the fetch handler.
+ * (`tcp.ts`) and is refused with a clear 400 by the fetch handler.
  *
  * Differences from the raw transport, forced by the WebSocket API:
  * - reading cannot be paused, so messages that arrive while the client waits
