@@ -95,3 +95,5 @@ export function createLogger(opts: LoggerOptions = {}, component = "main"): Logg
     debugEnabled: min <= 0,
   };
 }
+
+export { RateLimitedLog, type RateLimitedLogOptions, suppressedLogLines } from "./rate_limited.ts";
