@@ -34,7 +34,7 @@ export function meshFromConfig(cfg: MeshConfig, opts: { log?: Logger } = {}): Re
  * Adds the backend's own counters to `metrics`: `mesh_backend{event=…}`
  * (datagrams nobody held, send-buffer overflows, malformed input, errors,
  * reconnects or batches), and for Redis `mesh_link_up` (1 while both
- * connections are up).
+ * connections are up) and `redis_reconnects_total`.
  */
 export function addMeshMetrics(metrics: RelayMetrics, mesh: InstanceMesh): void {
   if (!(mesh instanceof RedisMesh) && !(mesh instanceof KvMesh)) return;
@@ -49,6 +49,12 @@ export function addMeshMetrics(metrics: RelayMetrics, mesh: InstanceMesh): void 
       name: "mesh_link_up",
       help: "1 while the instance mesh's links to Redis are up",
       read: () => [[{ backend: "redis" }, mesh.up ? 1 : 0]],
+    });
+    metrics.addFamily({
+      name: "redis_reconnects",
+      type: "counter",
+      help: "Connection attempts to Redis after a link was lost, successful or not",
+      read: () => [[{}, mesh.reconnectAttempts]],
     });
   }
 }

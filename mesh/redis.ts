@@ -258,6 +258,15 @@ export class RedisMesh implements InstanceMesh {
     await Promise.all([this.#pub.close(), this.#sub.close()]);
   }
 
+  /**
+   * Connection attempts of either link after it was lost, successful or not
+   * (`redis_reconnects_total`): with a server that accepts and drops, this
+   * grows while {@link RedisMeshStats.reconnects} does not.
+   */
+  get reconnectAttempts(): number {
+    return this.#pub.reconnectAttempts + this.#sub.reconnectAttempts;
+  }
+
   /** True while both links are up. */
   get up(): boolean {
     return this.#pub.up && this.#sub.up;

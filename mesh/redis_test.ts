@@ -6,12 +6,15 @@
  */
 
 import assert from "node:assert/strict";
-import { DERP, type InstanceMesh, V2 } from "../relay/mod.ts";
+import { DERP, type InstanceMesh, RelayCore, V2 } from "../relay/mod.ts";
 import { RedisMesh } from "./redis.ts";
 import { parseRedisUrl } from "../redis/mod.ts";
 import { datagramTo, memConnect } from "../tests/support/mem_relay.ts";
 import { deliverEventually, eventually, meshCases, type MeshLinks, withTwoCores } from "../tests/support/mesh_cases.ts";
 import { RedisServer } from "../tests/support/redis_server.ts";
+import { FakeRedis, healthy, maxClientsReached } from "../tests/support/fake_redis.ts";
+import { createLogger } from "../log/mod.ts";
+import { addMeshMetrics } from "./open.ts";
 
 function twoLinks(server: RedisServer, opts: { maxBufferBytes?: number } = {}): [RedisMesh, RedisMesh] {
   const target = parseRedisUrl(server.url);
@@ -101,5 +104,33 @@ Deno.test("RedisMesh buffers a bounded amount while Redis is down, then drops an
     });
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("RedisMesh over a Redis that accepts and refuses: bounded reconnects, log lines and redis_reconnects_total", async () => {
+  // The first two connections (publish, subscribe) are served; every later one gets Redis's maxclients error.
+  const fake = new FakeRedis((n) => n < 2 ? healthy : maxClientsReached);
+  const lines: string[] = [];
+  const mesh = new RedisMesh({
+    target: parseRedisUrl(fake.url),
+    log: createLogger({ write: (l) => lines.push(l) }),
+    connectTimeoutMs: 1000,
+  });
+  const core = new RelayCore();
+  const metrics = core.metrics;
+  addMeshMetrics(metrics, mesh);
+  try {
+    await mesh.start({ datagram() {}, gone() {}, claimed() {} });
+    fake.dropAll();
+    await new Promise((r) => setTimeout(r, 3000));
+    // Two links, each at most 8 attempts in 3 s (50 ms doubling, jitter 50–100 %); before: ~7,500 a second.
+    const n = mesh.reconnectAttempts;
+    assert.ok(n >= 6 && n <= 16, `attempts ${n}`);
+    assert.ok(lines.length <= n + 2, lines.join("\n"));
+    assert.match(metrics.render(), new RegExp(`\\nredis_reconnects_total ${n}\\n`));
+  } finally {
+    core.close();
+    await mesh.close();
+    await fake.close();
   }
 });

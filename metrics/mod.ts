@@ -62,3 +62,5 @@ export function renderMetrics<D extends CounterDefs>(
   }
   return out;
 }
+
+export { type Family, renderFamilies } from "./family.ts";

@@ -8,12 +8,24 @@
  * - {@link RedisConn.start} makes the first connection and fails loudly
  *   (wrong address or password should stop the relay from starting).
  * - After that, a lost connection is retried with exponential backoff
- *   (50 ms doubling to 2 s, with jitter) until {@link RedisConn.close}.
+ *   and jitter (50 ms doubling to 5 s) until {@link RedisConn.close}. A
+ *   connection counts as made only after a PING round trip (after AUTH),
+ *   and the backoff resets only after the link then stayed up for
+ *   {@link RedisConnOptions.healthyMs}: a server that accepts and drops
+ *   (`maxclients` reached, a reply cut off, a proxy in front of a dead
+ *   Redis) keeps the backoff growing instead of being reconnected to tens of
+ *   thousands of times a second. Log lines are bounded: one per backoff
+ *   step while it grows, then one summary a minute while it keeps failing,
+ *   and one when the link is healthy again.
  *   Bytes already handed to the dead socket are lost (a half-written
  *   command must never continue on a new one), so the output buffer is
  *   cleared and `onDown` tells the owner; commands the owner writes while
  *   the link is down wait in the buffer, up to its cap, and go out after
  *   the next `onUp`.
+ * - Replies are parsed with a cap ({@link RedisConnOptions.maxReplyBytes}):
+ *   a larger one, complete or still arriving, drops the connection with an
+ *   error saying so, so a misbehaving server cannot make us buffer without
+ *   bound.
  * - A link silent for {@link RedisConnOptions.idleMs} gets `onIdle` (the
  *   owner sends PING); silent for three times that, it is presumed dead and
  *   reconnected, which catches a server that vanished without a FIN.
@@ -32,8 +44,18 @@ export interface RedisConnOptions {
   log: Logger;
   /** Cap of the output buffer, bytes: commands beyond it are refused ({@link OutBuffer.fits}). */
   maxBufferBytes: number;
-  /** Deadline for connect plus AUTH, ms. Default 3000. */
+  /** Deadline for connect, AUTH and the first PING, ms. Default 3000. */
   connectTimeoutMs?: number;
+  /** Largest reply accepted, bytes. Default {@link DEFAULT_MAX_REPLY_BYTES} (1 MiB). */
+  maxReplyBytes?: number;
+  /** First wait before reconnecting after a failure, ms. Default 50. */
+  backoffMinMs?: number;
+  /** Longest wait between reconnect attempts, ms. Default 5000. */
+  backoffMaxMs?: number;
+  /** Time a link must stay up before the backoff resets, ms. Default 5000. */
+  healthyMs?: number;
+  /** Clock, ms. Default `performance.now`. */
+  now?: () => number;
   /** Silence after which `onIdle` runs, ms. Default 5000. */
   idleMs?: number;
   /** Every reply or push, in order, after the handshake. */
@@ -46,9 +68,14 @@ export interface RedisConnOptions {
   onIdle(): void;
 }
 
-/** First and longest wait between reconnect attempts, ms. */
-const BACKOFF_MIN_MS = 50;
-const BACKOFF_MAX_MS = 2000;
+/** First wait before reconnecting after a failure, ms. */
+export const REDIS_BACKOFF_MIN_MS = 50;
+/** Longest wait between reconnect attempts, ms: a Redis restart is noticed within this. */
+export const REDIS_BACKOFF_MAX_MS = 5000;
+/** Time a link must stay up before it counts as healthy and the backoff resets, ms. */
+export const REDIS_HEALTHY_MS = 5000;
+/** While reconnecting at the longest backoff, one summary line per this period, ms. */
+const FAILING_SUMMARY_MS = 60_000;
 
 function target(t: RedisTarget): string {
   return `${t.tls ? "rediss" : "redis"}://${t.hostname.includes(":") ? `[${t.hostname}]` : t.hostname}:${t.port}`;
@@ -58,11 +85,26 @@ function target(t: RedisTarget): string {
 export class RedisConn {
   /** Commands waiting to be written; the owner appends, the writer loop drains. */
   readonly out: OutBuffer;
-  /** Reconnections after the first connection. */
+  /** Successful reconnections after the first connection. */
   reconnects = 0;
+  /** Connection attempts after the link was lost, successful or not (`redis_reconnects_total`). */
+  reconnectAttempts = 0;
   readonly #o: RedisConnOptions;
+  readonly #now: () => number;
+  readonly #backoffMin: number;
+  readonly #backoffMax: number;
+  readonly #healthyMs: number;
   #conn: Deno.Conn | null = null;
   #up = false;
+  /** When the current link passed its handshake. */
+  #upAt = 0;
+  /** Failed attempts (connect failures and links lost before healthy) since the link was last healthy. */
+  #failures = 0;
+  /** When the first of those failures happened. */
+  #failingSince = 0;
+  /** Failures at the longest backoff not yet reported, and when the last summary was written. */
+  #unreported = 0;
+  #lastSummaryAt = 0;
   #closed = false;
   #writing = false;
   #lastReadAt = 0;
@@ -75,6 +117,10 @@ export class RedisConn {
   constructor(opts: RedisConnOptions) {
     this.#o = opts;
     this.out = new OutBuffer(opts.maxBufferBytes);
+    this.#now = opts.now ?? (() => performance.now());
+    this.#backoffMin = opts.backoffMinMs ?? REDIS_BACKOFF_MIN_MS;
+    this.#backoffMax = opts.backoffMaxMs ?? REDIS_BACKOFF_MAX_MS;
+    this.#healthyMs = opts.healthyMs ?? REDIS_HEALTHY_MS;
   }
 
   /** True while connected and authenticated. */
@@ -87,10 +133,10 @@ export class RedisConn {
    * @throws {Error} the first connection or AUTH failed
    */
   async start(): Promise<void> {
-    const conn = await this.#open();
+    const first = await this.#open();
     const idle = this.#o.idleMs ?? 5000;
-    this.#idleTimer = setInterval(() => this.#checkIdle(idle), idle);
-    this.#run = this.#serve(conn);
+    this.#idleTimer = setInterval(() => this.#checkIdle(idle), Math.min(idle, this.#healthyMs));
+    this.#run = this.#serve(first);
   }
 
   /** Writes buffered commands soon (call after appending to {@link out}). */
@@ -121,7 +167,7 @@ export class RedisConn {
     await this.#run;
   }
 
-  async #open(): Promise<Deno.Conn> {
+  async #open(): Promise<Link> {
     const t = this.#o.target;
     const deadline = this.#o.connectTimeoutMs ?? 3000;
     let conn: Deno.Conn | null = null;
@@ -142,90 +188,151 @@ export class RedisConn {
         : await Deno.connect({ hostname: t.hostname, port: t.port });
       conn = c;
       if (!t.tls) (c as Deno.TcpConn).setNoDelay(true);
-      await this.#handshake(c);
-      return c;
+      return { conn: c, parser: await this.#handshake(c) };
     })();
     try {
       return await Promise.race([attempt, timeout]);
     } catch (e) {
-      attempt.then((c) => c.close(), () => {});
+      attempt.then((l) => l.conn.close(), () => {});
       throw new Error(`Redis at ${target(t)}: ${(e as Error).message}`);
     } finally {
       clearTimeout(timer);
     }
   }
 
-  /** AUTH, if credentials are configured; the answer is read here, before the owner's traffic. */
-  async #handshake(c: Deno.Conn): Promise<void> {
+  /**
+   * AUTH, if credentials are configured, then PING; both answers are read
+   * here, before the owner's traffic. The PING round trip is what makes a
+   * connection count as made: Redis at `maxclients` accepts the TCP
+   * connection, sends `-ERR max number of clients reached` and closes it.
+   * @returns the parser, which may hold bytes that arrived after the PONG
+   */
+  async #handshake(c: Deno.Conn): Promise<RespParser> {
     const t = this.#o.target;
-    if (t.password === undefined) return;
-    const cmd = t.username !== undefined ? ["AUTH", t.username, t.password] : ["AUTH", t.password];
-    await writeAll(c, encodeCommand(cmd));
-    const p = new RespParser();
-    const buf = new Uint8Array(4096);
-    for (;;) {
-      const n = await c.read(buf);
-      if (n === null) throw new Error("connection closed during AUTH");
-      p.push(buf.subarray(0, n));
-      const v = p.next();
-      if (v === undefined) continue;
-      if (v instanceof RespError) throw new Error(`AUTH refused: ${v.message}`);
-      return;
+    const cmds: string[][] = [];
+    if (t.password !== undefined) {
+      cmds.push(t.username !== undefined ? ["AUTH", t.username, t.password] : ["AUTH", t.password]);
     }
+    cmds.push(["PING"]);
+    await writeAll(c, concat(cmds.map(encodeCommand)));
+    const p = this.#parser();
+    const buf = new Uint8Array(4096);
+    for (let answered = 0; answered < cmds.length;) {
+      const v = p.next();
+      if (v === undefined) {
+        const n = await c.read(buf);
+        if (n === null) throw new Error(`connection closed during ${cmds[answered]![0]}`);
+        p.push(buf.subarray(0, n));
+        continue;
+      }
+      const what = cmds[answered++]![0];
+      if (v instanceof RespError) throw new Error(`${what} refused: ${v.message}`);
+    }
+    return p;
   }
 
-  async #serve(first: Deno.Conn): Promise<void> {
-    let conn: Deno.Conn | null = first;
-    let backoff = BACKOFF_MIN_MS;
-    let failing = false;
+  #parser(): RespParser {
+    return new RespParser(this.#o.maxReplyBytes !== undefined ? { maxReplyBytes: this.#o.maxReplyBytes } : {});
+  }
+
+  async #serve(first: Link): Promise<void> {
+    let link: Link | null = first;
+    /** Next wait before an attempt; 0 after a healthy link (reconnect at once). */
+    let backoff = 0;
     while (!this.#closed) {
-      if (conn === null) {
+      if (link === null) {
+        if (backoff > 0) await this.#sleep(backoff * (0.5 + Math.random() / 2));
+        if (this.#closed) break;
+        this.reconnectAttempts++;
         try {
-          conn = await this.#open();
+          link = await this.#open();
           this.reconnects++;
-          this.#o.log.info(`${this.#o.name}: reconnected to ${target(this.#o.target)}`);
-          backoff = BACKOFF_MIN_MS;
-          failing = false;
         } catch (e) {
-          // One warning per outage; the attempts after it go to debug.
-          if (!failing) this.#o.log.warn(`${this.#o.name}: ${(e as Error).message}; retrying`);
-          else this.#o.log.debug(`${this.#o.name}: ${(e as Error).message}`);
-          failing = true;
-          await this.#sleep(backoff * (0.75 + Math.random() / 2));
-          backoff = Math.min(BACKOFF_MAX_MS, backoff * 2);
+          backoff = this.#failed((e as Error).message, backoff);
           continue;
         }
       }
       if (this.#closed) {
-        conn.close();
+        link.conn.close();
         break;
       }
+      const { conn, parser } = link;
+      link = null;
       this.#conn = conn;
       this.#up = true;
-      this.#lastReadAt = performance.now();
+      this.#upAt = this.#now();
+      this.#lastReadAt = this.#upAt;
       try {
         this.#o.onUp();
       } catch (e) {
         this.#o.log.error(`${this.#o.name}: onUp failed: ${(e as Error).message}`);
       }
       this.kick();
-      const why = await this.#readLoop(conn);
+      const why = await this.#readLoop(conn, parser);
       this.#drop();
       this.out.clear();
       this.#o.onDown();
-      conn = null;
-      if (!this.#closed) this.#o.log.warn(`${this.#o.name}: link to ${target(this.#o.target)} lost: ${why}`);
+      if (this.#closed) break;
+      if (this.#now() - this.#upAt >= this.#healthyMs) {
+        this.#markHealthy();
+        backoff = 0;
+        this.#o.log.warn(`${this.#o.name}: link to ${target(this.#o.target)} lost: ${why}; reconnecting`);
+      } else {
+        // Up, but not for long: the same as a failed attempt, so the backoff keeps growing.
+        backoff = this.#failed(`link lost after ${Math.round(this.#now() - this.#upAt)} ms: ${why}`, backoff);
+      }
     }
   }
 
-  async #readLoop(conn: Deno.Conn): Promise<string> {
-    const parser = new RespParser();
+  /**
+   * Records a failed attempt, logs it within bounds, and returns the next
+   * backoff: one line per step while the backoff grows, then a summary per
+   * {@link FAILING_SUMMARY_MS} at the longest backoff.
+   */
+  #failed(why: string, backoff: number): number {
+    const now = this.#now();
+    if (this.#failures++ === 0) this.#failingSince = now;
+    const next = backoff === 0 ? this.#backoffMin : Math.min(this.#backoffMax, backoff * 2);
+    const name = this.#o.name;
+    if (backoff < this.#backoffMax) {
+      this.#o.log.warn(`${name}: ${why}; attempt ${this.#failures} failed, retrying in about ${next} ms`);
+      this.#lastSummaryAt = now;
+    } else if (now - this.#lastSummaryAt >= FAILING_SUMMARY_MS) {
+      const n = this.#unreported + 1;
+      this.#o.log.warn(
+        `${name}: still failing: ${n} more failed attempt${n === 1 ? "" : "s"} in the last ${
+          Math.round((now - this.#lastSummaryAt) / 1000)
+        } s (last: ${why}); retrying every ${this.#backoffMax} ms or so`,
+      );
+      this.#unreported = 0;
+      this.#lastSummaryAt = now;
+    } else {
+      this.#unreported++;
+    }
+    return next;
+  }
+
+  /** The link stayed up long enough: the outage (if any) is over. */
+  #markHealthy(): void {
+    if (this.#failures === 0) return;
+    const secs = Math.round((this.#now() - this.#failingSince) / 1000);
+    this.#o.log.info(
+      `${this.#o.name}: link to ${target(this.#o.target)} healthy again after ${this.#failures} failed attempt${
+        this.#failures === 1 ? "" : "s"
+      } over ${secs} s`,
+    );
+    this.#failures = 0;
+    this.#unreported = 0;
+  }
+
+  async #readLoop(conn: Deno.Conn, parser: RespParser): Promise<string> {
     const buf = new Uint8Array(256 * 1024);
     try {
+      for (let v = parser.next(); v !== undefined; v = parser.next()) this.#o.onReply(v);
       for (;;) {
         const n = await conn.read(buf);
         if (n === null) return "closed by the server";
-        this.#lastReadAt = performance.now();
+        this.#lastReadAt = this.#now();
         parser.push(buf.subarray(0, n));
         for (let v = parser.next(); v !== undefined; v = parser.next()) this.#o.onReply(v);
       }
@@ -264,7 +371,8 @@ export class RedisConn {
 
   #checkIdle(idle: number): void {
     if (!this.#up) return;
-    const silent = performance.now() - this.#lastReadAt;
+    if (this.#failures > 0 && this.#now() - this.#upAt >= this.#healthyMs) this.#markHealthy();
+    const silent = this.#now() - this.#lastReadAt;
     if (silent >= 3 * idle) {
       this.#o.log.warn(`${this.#o.name}: no reply for ${Math.round(silent)} ms; reconnecting`);
       this.#drop();
@@ -297,6 +405,22 @@ export class RedisConn {
     };
     return done.promise.finally(() => this.#wakeBackoff = null);
   }
+}
+
+/** A connection that passed its handshake, and the parser holding what arrived after it. */
+interface Link {
+  conn: Deno.Conn;
+  parser: RespParser;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
 }
 
 async function writeAll(c: Deno.Conn, b: Uint8Array): Promise<void> {

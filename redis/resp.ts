@@ -43,10 +43,17 @@ export class RespError extends Error {
  */
 export type RespValue = string | number | Uint8Array | null | RespError | RespValue[];
 
-/** Largest bulk string accepted, bytes: far above any mesh message (64 KiB + header), far below Redis's 512 MB. */
+/** Largest bulk string any parser accepts, bytes (a parser's own `maxReplyBytes` is usually lower). */
 export const MAX_BULK_LEN = 8 * 1024 * 1024;
 /** Largest array accepted (a SUBSCRIBE confirmation has 3 elements). */
 export const MAX_ARRAY_LEN = 1024;
+/**
+ * Default cap of one reply, bytes, whole or still arriving (a bulk string,
+ * or an array with everything in it): far above any mesh message (64 KiB +
+ * header). It bounds what a misbehaving server can make us buffer: without
+ * it, an array of 60 bulk strings of 8 MB each was held whole (1 GB RSS).
+ */
+export const DEFAULT_MAX_REPLY_BYTES = 1024 * 1024;
 /** Longest line of a simple string, error or length header, bytes. */
 const MAX_LINE = 64 * 1024;
 
@@ -58,10 +65,23 @@ const MORE: unique symbol = Symbol("more");
  * {@link next} until it returns `undefined`.
  */
 export class RespParser {
-  #buf = new Uint8Array(64 * 1024);
+  #buf: Uint8Array;
   #start = 0;
   #end = 0;
   #pos = 0;
+  readonly #maxReply: number;
+
+  /**
+   * @param opts `maxReplyBytes`: largest reply, bytes (default
+   * {@link DEFAULT_MAX_REPLY_BYTES}); {@link next} throws once a reply,
+   * complete or not, is larger. Feed {@link push} chunks of bounded size
+   * and call {@link next} after each: the buffer then never holds more than
+   * the cap plus one chunk.
+   */
+  constructor(opts: { maxReplyBytes?: number } = {}) {
+    this.#maxReply = Math.min(opts.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES, MAX_BULK_LEN + 64);
+    this.#buf = new Uint8Array(Math.min(64 * 1024, this.#maxReply));
+  }
 
   /**
    * Appends a chunk (copied). Views returned earlier become invalid.
@@ -73,7 +93,9 @@ export class RespParser {
       if (live + chunk.length <= this.#buf.length) {
         this.#buf.copyWithin(0, this.#start, this.#end);
       } else {
-        const grown = new Uint8Array(Math.max(this.#buf.length * 2, live + chunk.length));
+        // Doubling stops at the cap: beyond it only what actually arrived is held.
+        const doubled = Math.min(this.#buf.length * 2, this.#maxReply + 64 * 1024);
+        const grown = new Uint8Array(Math.max(doubled, live + chunk.length));
         grown.set(this.#buf.subarray(this.#start, this.#end));
         this.#buf = grown;
       }
@@ -97,6 +119,9 @@ export class RespParser {
     if (this.#start === this.#end) return undefined;
     this.#pos = this.#start;
     const v = this.#value();
+    // Everything from #start on belongs to this one reply, complete or still arriving.
+    const size = v === MORE ? this.#end - this.#start : this.#pos - this.#start;
+    if (size > this.#maxReply) throw new SyntaxError(`RESP: reply larger than ${this.#maxReply} bytes`);
     if (v === MORE) return undefined;
     this.#start = this.#pos;
     return v;
@@ -150,7 +175,9 @@ export class RespParser {
       case 0x24: { // $
         const len = this.#int(lineStart, eol);
         if (len === -1) return null;
-        if (len < 0 || len > MAX_BULK_LEN) throw new SyntaxError(`RESP: bulk length ${len} out of range`);
+        if (len < 0) throw new SyntaxError(`RESP: bulk length ${len} out of range`);
+        // Refused from the header alone: nothing of it is waited for or buffered.
+        if (len > this.#maxReply) throw new SyntaxError(`RESP: bulk string of ${len} bytes, over ${this.#maxReply}`);
         if (this.#end - this.#pos < len + 2) return MORE;
         const v = this.#buf.subarray(this.#pos, this.#pos + len);
         if (this.#buf[this.#pos + len] !== CR || this.#buf[this.#pos + len + 1] !== LF) {

@@ -152,3 +152,50 @@ Deno.test("parseRedisUrl() refuses other schemes, bad databases and queries", ()
   assert.throws(() => parseRedisUrl("redis://h?db=1"), SyntaxError);
   assert.throws(() => parseRedisUrl("not a url"), SyntaxError);
 });
+
+Deno.test("RespParser refuses a bulk string over its cap from the header, before any of it arrives", () => {
+  const p = new RespParser({ maxReplyBytes: 1024 });
+  p.push(utf8("$1025\r\n"));
+  assert.throws(() => p.next(), /SyntaxError: RESP: bulk string of 1025 bytes, over 1024/);
+  const ok = new RespParser({ maxReplyBytes: 1024 });
+  ok.push(concatBytes(utf8("$1000\r\n"), new Uint8Array(1000), utf8("\r\n")));
+  assert.equal((ok.next() as Uint8Array).length, 1000);
+});
+
+Deno.test("RespParser bounds what it buffers: an array of 60 × 8 MB bulk strings fails within the cap", () => {
+  const cap = 1024 * 1024;
+  const p = new RespParser({ maxReplyBytes: cap });
+  const chunk = new Uint8Array(256 * 1024).fill(0x61);
+  // The header of a reply a hostile server could send: each element is within MAX_BULK_LEN.
+  p.push(utf8(`*60\r\n$${8 * 1024 * 1024}\r\n`));
+  // Elements over the parser's cap are refused at once; elements under it but adding up are refused as they arrive.
+  assert.throws(() => p.next(), /over 1048576/);
+  const q = new RespParser({ maxReplyBytes: cap });
+  q.push(utf8("*60\r\n"));
+  let thrown: Error | undefined;
+  let fed = 0;
+  for (let i = 0; i < 60 && thrown === undefined; i++) {
+    q.push(utf8(`$${chunk.length}\r\n`));
+    try {
+      q.next();
+      q.push(chunk);
+      fed += chunk.length;
+      q.next();
+      q.push(utf8("\r\n"));
+      q.next();
+    } catch (e) {
+      thrown = e as Error;
+    }
+  }
+  assert.match(String(thrown), /SyntaxError: RESP: reply larger than 1048576 bytes/);
+  assert.ok(q.buffered <= cap + chunk.length + 64, `buffered ${q.buffered}`);
+  assert.ok(fed <= cap + chunk.length, `fed ${fed}`);
+});
+
+Deno.test("RespParser: many small replies in one chunk are not limited by the reply cap", () => {
+  const p = new RespParser({ maxReplyBytes: 64 });
+  p.push(utf8(":1\r\n".repeat(10_000)));
+  let n = 0;
+  while (p.next() !== undefined) n++;
+  assert.equal(n, 10_000);
+});

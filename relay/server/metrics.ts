@@ -8,7 +8,7 @@
  * increment; rendering walks them only when scraped.
  */
 
-import { type Counts, type Gauge, renderMetrics, zeroCounts } from "../../metrics/mod.ts";
+import { type Counts, type Family, type Gauge, renderFamilies, renderMetrics, zeroCounts } from "../../metrics/mod.ts";
 
 /** One exported counter: upstream name and help text. */
 const COUNTERS = {
@@ -44,21 +44,27 @@ const COUNTERS = {
 /** Counter fields by their code name. */
 export type RelayCounters = Counts<typeof COUNTERS>;
 
-export type { Gauge };
+export type { Family, Gauge };
 
 /** The relay's counters and gauges. */
 export class RelayMetrics {
   /** Counter values, incremented directly on the hot path. */
   readonly c: RelayCounters = zeroCounts(COUNTERS);
   #gauges: Gauge[] = [];
+  #families: Family[] = [];
 
   /** Adds a gauge read at scrape time. */
   addGauge(g: Gauge): void {
     this.#gauges.push(g);
   }
 
+  /** Adds a family rendered under its own name, without the prefix (see `metrics/family.ts`). */
+  addFamily(f: Family): void {
+    this.#families.push(f);
+  }
+
   /** OpenMetrics text of everything, without the final `# EOF`. */
   render(prefix = "relayserver"): string {
-    return renderMetrics(prefix, COUNTERS, this.c, this.#gauges);
+    return renderMetrics(prefix, COUNTERS, this.c, this.#gauges) + renderFamilies(this.#families);
   }
 }
