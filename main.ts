@@ -218,8 +218,9 @@ export async function startServices(config: Config, log: Logger): Promise<Servic
 /**
  * Re-reads the config file and applies its `access` section (allow/deny
  * lists, tokens, the http hook): connected clients that the new policy
- * refuses are disconnected. Other keys need a restart. A file that no
- * longer validates is reported and changes nothing.
+ * refuses are disconnected, a few at a time; those it cannot decide about
+ * (the http hook is down) are kept. Other keys need a restart. A file that
+ * no longer validates is reported and changes nothing.
  */
 async function reloadAccess(cli: Cli, relay: RelayService, log: Logger): Promise<void> {
   if (cli.configPath === undefined) return;
@@ -230,10 +231,11 @@ async function reloadAccess(cli: Cli, relay: RelayService, log: Logger): Promise
     log.error(`config reload failed, keeping the running configuration: ${(e as Error).message}`);
     return;
   }
-  const before = relay.core.metrics.c.disconnects;
-  await relay.core.setAccess(config.access);
-  const dropped = relay.core.metrics.c.disconnects - before;
-  log.info(`access control reloaded (${config.access.mode}); ${dropped} connection(s) no longer allowed were closed`);
+  const r = await relay.core.setAccess(config.access);
+  log.info(
+    `access control reloaded (${config.access.mode}); ${r.revoked} connection(s) no longer allowed were closed, ` +
+      `${r.kept} kept because the access check could not be made`,
+  );
 }
 
 async function readStdin(): Promise<string> {
@@ -292,11 +294,11 @@ export async function main(args: string[]): Promise<number> {
     const relay = services?.relay;
     if (!relay) return;
     log.info("SIGHUP: reloading access control and TLS certificate");
-    reloadAccess(cli, relay, log).finally(() =>
-      relay.reloadTls().then(
-        () => log.info("TLS certificate reloaded"),
-        (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
-      )
+    // Side by side: re-checking many clients against a slow access hook must not delay the certificate.
+    reloadAccess(cli, relay, log).catch((e) => log.error(`access reload failed: ${(e as Error).message}`));
+    relay.reloadTls().then(
+      () => log.info("TLS certificate reloaded"),
+      (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
     );
   });
   try {

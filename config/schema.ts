@@ -149,7 +149,7 @@ export type AccessConfig =
   | { mode: "everyone" }
   | { mode: "allowlist"; keys: Uint8Array[] }
   | { mode: "denylist"; keys: Uint8Array[] }
-  | { mode: "http"; url: string; bearerToken?: string }
+  | { mode: "http"; url: string; bearerToken?: string; maxInFlight?: number }
   | { mode: "shared_token"; tokens: string[] };
 
 /** The validated configuration. */
@@ -520,8 +520,15 @@ function readAccess(r: Reader, env: Record<string, string | undefined>): AccessC
         // Read the file's token even when the environment overrides it, so it is not taken for an unknown key.
         const fileToken = h.str("bearer_token");
         const bearerToken = env["IROH_RELAY_HTTP_BEARER_TOKEN"] ?? fileToken;
+        // Ours, not upstream's: requests to the hook at once (default 64 in relay/server/access.ts).
+        const maxInFlight = h.int("max_in_flight", { min: 1, max: 65536 });
         for (const k of h.unknown()) throw new ConfigError(k, "unknown key");
-        access = bearerToken ? { mode: "http", url, bearerToken } : { mode: "http", url };
+        access = {
+          mode: "http",
+          url,
+          ...(bearerToken ? { bearerToken } : {}),
+          ...(maxInFlight !== undefined ? { maxInFlight } : {}),
+        };
         break;
       }
       case "shared_token": {

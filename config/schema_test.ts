@@ -139,6 +139,11 @@ Deno.test("validateConfig() reads every access form (test_access_config)", async
       want: { mode: "http", url: "http://127.0.0.1:9/hook" },
     },
     {
+      name: "http with max_in_flight (ours)",
+      toml: '[access.http]\nurl = "http://127.0.0.1:9/hook"\nmax_in_flight = 8',
+      want: { mode: "http", url: "http://127.0.0.1:9/hook", maxInFlight: 8 },
+    },
+    {
       name: "shared_token",
       toml: 'access.shared_token = ["a", "b"]',
       want: { mode: "shared_token", tokens: ["a", "b"] },
@@ -164,6 +169,7 @@ Deno.test("validateConfig() refuses bad access values, naming the key", async (t
     ["ids not a list", 'access.allowlist = "abc"', "access.allowlist"],
     ["http without url", 'access.http.bearer_token = "x"', "access.http.url"],
     ["http url not a URL", 'access.http.url = "not a url"', "access.http.url"],
+    ["http max_in_flight zero", 'access.http = { url = "http://h/", max_in_flight = 0 }', "access.http.max_in_flight"],
     ["access a number", "access = 3", "access"],
   ];
   for (const [name, toml, key] of cases) {

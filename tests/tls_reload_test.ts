@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { connectClient, type TestRelayClient } from "./support/relay_client.ts";
 import { withTimeout } from "./support/relay_scope.ts";
+import { MainProcess } from "./support/main_process.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 /** Certificate A: self-signed `localhost`. */
 const A = { cert: `${FIXTURES}localhost.crt`, key: `${FIXTURES}localhost.key`, ca: `${FIXTURES}localhost.crt` };
@@ -19,59 +19,6 @@ const B = {
   key: `${FIXTURES}imap_tls/key.pem`,
   ca: `${FIXTURES}imap_tls/ca.pem`,
 };
-
-/** A main.ts process whose stderr is collected and searchable. */
-class MainProcess {
-  readonly child: Deno.ChildProcess;
-  #text = "";
-  #waiters: (() => void)[] = [];
-
-  constructor(args: string[]) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, ...args],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    this.child = child;
-    (async () => {
-      for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-        this.#text += chunk;
-        for (const w of this.#waiters.splice(0)) w();
-      }
-      for (const w of this.#waiters.splice(0)) w();
-    })();
-  }
-
-  get log(): string {
-    return this.#text;
-  }
-
-  /** Waits until the log matches `re` (after `from` characters); returns the match. */
-  async waitFor(re: RegExp, from = 0, timeoutMs = 20_000): Promise<RegExpExecArray> {
-    return await withTimeout(
-      (async () => {
-        for (;;) {
-          const m = re.exec(this.#text.slice(from));
-          if (m) return m;
-          await new Promise<void>((r) => this.#waiters.push(r));
-        }
-      })(),
-      timeoutMs,
-      `log line ${re}; log so far:\n${this.#text}`,
-    );
-  }
-
-  async stop(): Promise<void> {
-    try {
-      this.child.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-    await this.child.status;
-  }
-}
 
 async function tlsClient(port: number, caFile: string): Promise<TestRelayClient> {
   return await connectClient(port, "v2", { tlsHostname: "localhost", caCerts: [await Deno.readTextFile(caFile)] });

@@ -478,8 +478,10 @@ export class Client {
         this.close(`handshake: ${r.reason}`);
         return;
       }
-      if (!await core.allows(r.key, this.info.token)) {
-        if (this.closed) return;
+      const allowed = await core.allows(r.key, this.info.token);
+      // The establish deadline (or a shutdown) may have closed us while the hook was asked.
+      if (this.closed) return;
+      if (!allowed) {
         core.metrics.c.authFailures++;
         this.#refuse({ type: "Health", problem: "not authenticated" }, "access denied");
         return;
@@ -522,7 +524,8 @@ export class Client {
 
   /** Sends a last message, then closes once it is written. */
   #refuse(msg: WireMsg, reason: string): void {
-    this.#core.log.info(`${this.label}: refused: ${reason}`);
+    // A peer can be refused as often as it connects: limited.
+    this.#core.peerLog.info("refused", () => `${this.label}: refused: ${reason}`);
     this.#enqueueMsg(msg);
     this.#closeWhenDrained = true;
     this.#closeReason = reason;

@@ -6,6 +6,7 @@ import { keyHex } from "../proto/public_key.ts";
 import type { RelayCore, RelayOptions } from "./relay_core.ts";
 import { clientAuth, clientInfo } from "../../tests/support/relay_client.ts";
 import { concatBytes, K, utf8 } from "../../tests/support/bytes.ts";
+import { createLogger, suppressedLogLines } from "../../log/mod.ts";
 import {
   datagramsOf,
   datagramTo,
@@ -375,4 +376,63 @@ Deno.test("Client counts an ignored pong of a connection that closed meanwhile w
     assert.equal(a.feed({ type: "Ping", data: new Uint8Array(8) }), undefined);
     assert.equal(a.out.ofType("Pong").length, 0);
   });
+});
+
+for (const [name, gen] of GENS) {
+  Deno.test(`Client: a ${name} client whose access check answers after the establish deadline closed it is not registered (regression)`, async () => {
+    const answer = Promise.withResolvers<Response>();
+    let asked = 0;
+    const slowHook = (() => {
+      asked++;
+      return answer.promise;
+    }) as unknown as typeof fetch;
+    await withCore(
+      { establishTimeoutMs: 2000, access: { mode: "http", url: "http://hook.invalid/" }, fetch: slowHook },
+      async (core, clock) => {
+        const a = memOpen(core, gen);
+        if (gen === DERP) {
+          void a.feed(clientInfo(a.secret));
+        } else {
+          const ch = await a.out.nth("ServerChallenge");
+          void a.feed(clientAuth(a.secret, ch.challenge));
+        }
+        await eventually(() => asked === 1, "the hook to be asked");
+        clock.advance(2500);
+        await eventually(() => a.client.closed, "the establish deadline to close it");
+        answer.resolve(new Response("true"));
+        await settle();
+        await sweep();
+        assert.equal(core.metrics.c.accepts, 0, "never registered");
+        assert.equal(core.connectedKeys, 0);
+        assert.equal(a.out.ofType("ServerConfirmsAuth").length, 0);
+      },
+    );
+  });
+}
+
+Deno.test("Client: one 0.35 ClientInfo replayed on 2,000 connections writes a bounded number of log lines", async () => {
+  const lines: string[] = [];
+  const log = createLogger({ write: (l) => lines.push(l) });
+  const secret = ed25519.utils.randomSecretKey();
+  const before = suppressedLogLines();
+  await withCore({ log }, async (core) => {
+    const info = clientInfo(secret);
+    for (let i = 0; i < 2000; i++) {
+      const c = memOpen(core, DERP, secret);
+      await c.feed(info);
+    }
+    assert.equal(core.metrics.c.accepts, 2000, "every replay did connect (and replace the previous one)");
+    assert.equal(core.connectedKeys, 1);
+    const replaced = lines.filter((l) => / replaced by /.test(l)).length;
+    // The burst of the limiter (10) plus what refills while the test runs (1 a second).
+    assert.ok(replaced >= 1 && replaced <= 20, `${replaced} "replaced by" lines`);
+    assert.ok(suppressedLogLines() - before >= 1999 - 20);
+    assert.match(
+      core.metrics.render(),
+      new RegExp(`\\nlog_lines_suppressed_total ${suppressedLogLines()}\\n`),
+    );
+  });
+  // Closing the core writes the summary of what was dropped.
+  assert.match(lines.at(-1)!, /\d+ similar lines suppressed in the last \d+ s \(first: .* replaced by /);
+  assert.ok(lines.length <= 25, `${lines.length} lines in all`);
 });

@@ -10,12 +10,19 @@
  * timeout covers half-sent requests too.
  */
 
-import { type AccessConfig, type AccessPolicy, accessPolicy } from "./access.ts";
+import {
+  ACCESS_HTTP_FAILURES,
+  type AccessConfig,
+  AccessHttpGate,
+  type AccessPolicy,
+  accessPolicy,
+  type AccessVerdict,
+} from "./access.ts";
 import { Client, type ConnInfo, type FrameSender, PING_AFTER_MS } from "./client.ts";
 import { Clients, type KeyEntry } from "./clients.ts";
 import { verifyStrict } from "../proto/ed25519.ts";
 import type { VerifyFn } from "../proto/handshake.ts";
-import { type Logger, silentLogger } from "../../log/mod.ts";
+import { type Logger, RateLimitedLog, silentLogger, suppressedLogLines } from "../../log/mod.ts";
 import type { InstanceMesh } from "./mesh.ts";
 import { RelayMetrics } from "./metrics.ts";
 import { KEY_LEN } from "../proto/frame_type.ts";
@@ -57,6 +64,19 @@ export interface Watched {
   shutdown?(): void;
 }
 
+/** Re-checks of connected clients running at once after an access reload: a reload must not flood the hook. */
+export const ACCESS_RECHECK_CONCURRENCY = 8;
+
+/** What an access reload did to the connected clients. */
+export interface AccessRecheck {
+  /** Connections asked about. */
+  checked: number;
+  /** Connections the new policy refused, closed. */
+  revoked: number;
+  /** Connections kept because the policy could not decide (the http hook failed). */
+  kept: number;
+}
+
 /** Resolved options. */
 export interface CoreOpts {
   establishTimeoutMs: number;
@@ -73,6 +93,8 @@ export class RelayCore {
   readonly opts: CoreOpts;
   /** Logger. */
   readonly log: Logger;
+  /** Rate-limited lines for events a peer can trigger (refusals, duplicate keys, hook failures). */
+  readonly peerLog: RateLimitedLog;
   /** Clock, ms. */
   readonly now: () => number;
   /** CSPRNG. */
@@ -85,6 +107,9 @@ export class RelayCore {
   readonly #watched = new Set<Watched>();
   readonly #keyCache: KeyValidityCache;
   #access: AccessPolicy;
+  /** Bumped by each reload, so an older reload's re-check stops. */
+  #accessGen = 0;
+  readonly #accessGate: AccessHttpGate;
   #fetch: typeof fetch | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closing = false;
@@ -101,6 +126,7 @@ export class RelayCore {
       ...(opts.clientRx ? { clientRx: opts.clientRx } : {}),
     };
     this.log = opts.log ?? silentLogger;
+    this.peerLog = new RateLimitedLog(this.log);
     this.now = opts.now ?? (() => performance.now());
     this.random = opts.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
     this.verify = opts.verify ?? verifyStrict;
@@ -108,11 +134,17 @@ export class RelayCore {
     this.#fetch = opts.fetch;
     this.#mesh = opts.mesh ?? null;
     this.#keyCache = new KeyValidityCache(opts.keyCacheCapacity ?? 1 << 20);
-    this.#access = this.#compileAccess(opts.access ?? { mode: "everyone" });
+    const access = opts.access ?? { mode: "everyone" };
+    this.#accessGate = new AccessHttpGate(access.mode === "http" ? access.maxInFlight : undefined);
+    this.#access = this.#compileAccess(access);
     this.#clients = new Clients({
       onDuplicate: (old, by, replaced) => {
         if (!replaced) this.metrics.c.clientsInactiveAdded++;
-        this.log.info(`${old.label}: ${replaced ? "replaced" : "made inactive"} by ${by.label}`);
+        // One signed 0.35 ClientInfo replayed on new connections replaces itself over and over: limited.
+        this.peerLog.info(
+          "duplicate key",
+          () => `${old.label}: ${replaced ? "replaced" : "made inactive"} by ${by.label}`,
+        );
       },
       onInactiveRemoved: () => this.metrics.c.clientsInactiveRemoved++,
       onKeyGone: (entry, c) => this.#notifyGone(entry, c),
@@ -126,6 +158,24 @@ export class RelayCore {
       name: "connected_keys",
       help: "Distinct keys with at least one connection",
       read: () => [[{}, this.#clients.size]],
+    });
+    this.metrics.addFamily({
+      name: "access_http_checks_in_flight",
+      type: "gauge",
+      help: "Requests to the access.http hook running now",
+      read: () => [[{}, this.#accessGate.inFlight]],
+    });
+    this.metrics.addFamily({
+      name: "access_http_failures",
+      type: "counter",
+      help: "Access checks the http hook failed to answer, by reason (the client is refused, or kept on a reload)",
+      read: () => ACCESS_HTTP_FAILURES.map((reason) => [{ reason }, this.#accessGate.failures[reason]]),
+    });
+    this.metrics.addFamily({
+      name: "log_lines_suppressed",
+      type: "counter",
+      help: "Log lines a peer could trigger that were dropped by the rate limit (summarised instead)",
+      read: () => [[{}, suppressedLogLines()]],
     });
     this.#timer = setInterval(() => this.#tick(), this.opts.tickMs);
     // The sweeper alone must not keep a process alive: under `deno serve` the server's own
@@ -167,21 +217,45 @@ export class RelayCore {
   }
 
   #compileAccess(cfg: AccessConfig): AccessPolicy {
-    return accessPolicy(cfg, { ...(this.#fetch ? { fetch: this.#fetch } : {}), warn: (m) => this.log.warn(m) });
+    if (cfg.mode === "http") this.#accessGate.max = cfg.maxInFlight ?? this.#accessGate.max;
+    return accessPolicy(cfg, {
+      ...(this.#fetch ? { fetch: this.#fetch } : {}),
+      gate: this.#accessGate,
+      warn: (m) => this.peerLog.warn("access hook failed", m),
+    });
   }
 
-  /** Replaces the access policy (config reload). Connected clients are re-checked. */
-  async setAccess(cfg: AccessConfig): Promise<void> {
+  /**
+   * Replaces the access policy (config reload), then re-checks connected
+   * clients a few at a time ({@link ACCESS_RECHECK_CONCURRENCY}): those the
+   * new policy refuses are closed; those it cannot decide about (the http
+   * hook is down, slow or busy) are kept. A newer reload stops this one's
+   * re-check.
+   */
+  async setAccess(cfg: AccessConfig): Promise<AccessRecheck> {
     this.#access = this.#compileAccess(cfg);
-    const checks: Promise<void>[] = [];
-    for (const entry of [...this.#clients.entries()]) {
-      for (const c of [entry.active, ...entry.inactive]) {
-        checks.push((async () => {
-          if (!await this.allows(c.key, c.info.token)) c.close("access revoked by configuration reload");
-        })());
+    const gen = ++this.#accessGen;
+    const all: Client[] = [];
+    for (const entry of this.#clients.entries()) all.push(entry.active, ...entry.inactive);
+    const result: AccessRecheck = { checked: 0, revoked: 0, kept: 0 };
+    let next = 0;
+    const worker = async () => {
+      while (next < all.length && gen === this.#accessGen && !this.#closing) {
+        const c = all[next++]!;
+        if (c.closed) continue;
+        const verdict = await this.check(c.key, c.info.token);
+        if (gen !== this.#accessGen) return;
+        result.checked++;
+        if (verdict === "deny") {
+          result.revoked++;
+          c.close("access revoked by configuration reload");
+        } else if (verdict === "unavailable") {
+          result.kept++;
+        }
       }
-    }
-    await Promise.all(checks);
+    };
+    await Promise.all(Array.from({ length: Math.min(ACCESS_RECHECK_CONCURRENCY, all.length) }, worker));
+    return result;
   }
 
   /** Connected keys. */
@@ -194,13 +268,18 @@ export class RelayCore {
     return this.#perGen;
   }
 
-  /** Asks the access policy; never rejects. */
+  /** Asks the access policy for a new connection: anything but `allow` refuses (fail closed). Never rejects. */
   async allows(key: Uint8Array, token: string | undefined): Promise<boolean> {
+    return await this.check(key, token) === "allow";
+  }
+
+  /** Asks the access policy; never rejects (a throwing policy is `unavailable`). */
+  async check(key: Uint8Array, token: string | undefined): Promise<AccessVerdict> {
     try {
-      return await this.#access.allows(token === undefined ? { key } : { key, token });
+      return await this.#access.check(token === undefined ? { key } : { key, token });
     } catch (e) {
-      this.log.warn(`access check failed: ${(e as Error).message}`);
-      return false;
+      this.peerLog.warn("access check failed", `access check failed: ${(e as Error).message}`);
+      return "unavailable";
     }
   }
 
@@ -376,6 +455,7 @@ export class RelayCore {
     }
     for (const wake of this.#sleeps) wake();
     this.#sleeps.clear();
+    this.peerLog.close();
     this.#mesh?.close().catch((e) => this.log.warn(`instance mesh close: ${(e as Error).message}`));
   }
 
