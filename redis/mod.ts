@@ -10,6 +10,7 @@
 export {
   bulkLen,
   decimalLen,
+  DEFAULT_MAX_REPLY_BYTES,
   encodeCommand,
   MAX_ARRAY_LEN,
   MAX_BULK_LEN,
@@ -24,4 +25,10 @@ export {
   writeBulkHeader,
   writeDecimal,
 } from "./resp.ts";
-export { RedisConn, type RedisConnOptions } from "./conn.ts";
+export {
+  REDIS_BACKOFF_MAX_MS,
+  REDIS_BACKOFF_MIN_MS,
+  REDIS_HEALTHY_MS,
+  RedisConn,
+  type RedisConnOptions,
+} from "./conn.ts";
