@@ -15,8 +15,9 @@
  *   (`maxclients` reached, a reply cut off, a proxy in front of a dead
  *   Redis) keeps the backoff growing instead of being reconnected to tens of
  *   thousands of times a second. Log lines are bounded: one per backoff
- *   step while it grows, then one summary a minute while it keeps failing,
- *   and one when the link is healthy again.
+ *   step while it grows (two if the attempt connected: reconnected, then
+ *   lost), then one summary a minute while it keeps failing, and one when
+ *   the link is healthy again.
  *   Bytes already handed to the dead socket are lost (a half-written
  *   command must never continue on a new one), so the output buffer is
  *   cleared and `onDown` tells the owner; commands the owner writes while
@@ -247,6 +248,8 @@ export class RedisConn {
         try {
           link = await this.#open();
           this.reconnects++;
+          // Bounded like the failures: at the longest backoff, only the summary speaks.
+          if (backoff < this.#backoffMax) this.#o.log.info(`${this.#o.name}: reconnected to ${target(this.#o.target)}`);
         } catch (e) {
           backoff = this.#failed((e as Error).message, backoff);
           continue;
