@@ -130,7 +130,8 @@ async function answerRoute(
     }
     return await route.handle(bounded, { remote: addr && addr.transport === "tcp" ? addr.hostname : "?" });
   } catch (e) {
-    core.log.error(`${route.prefix} handler failed: ${(e as Error).message}`);
+    // A request can make a handler fail as often as it is sent: limited.
+    core.peerLog.line("error", "route failed", `${route.prefix} handler failed: ${(e as Error).message}`);
     return text(500, "Internal error");
   }
 }

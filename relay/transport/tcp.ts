@@ -125,7 +125,8 @@ export async function serveListener(listener: Deno.Listener, ctx: TransportConte
       conn = await listener.accept();
     } catch (e) {
       if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
-      ctx.core.log.warn(`accept failed: ${(e as Error).message}`);
+      // Out of descriptors can be caused from outside (a connection flood): limited.
+      ctx.core.peerLog.warn("accept failed", `accept failed: ${(e as Error).message}`);
       // Out of descriptors and the like: back off instead of spinning.
       await new Promise((r) => setTimeout(r, 100));
       continue;
@@ -269,7 +270,7 @@ async function answerRoute(
     const req = routeRequest(head, body, ctx.scheme ?? "http");
     return await routeResponse(await route.handle(req, { remote: hostOf(remote) }));
   } catch (e) {
-    ctx.core.log.error(`${route.prefix} handler failed: ${(e as Error).message}`);
+    ctx.core.peerLog.line("error", "route failed", `${route.prefix} handler failed: ${(e as Error).message}`);
     return { status: 500, headers: [["Content-Type", "text/plain; charset=utf-8"]], body: "Internal error" };
   }
 }
