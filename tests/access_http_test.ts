@@ -152,3 +152,23 @@ Deno.test("SIGHUP with the access hook down keeps every connected client; new on
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("access.http.max_in_flight caps handshakes asking the hook at once; the gauge shows it", async () => {
+  const hook = new Hook();
+  try {
+    await withRelay({ toml: `access.http = { url = "${hook.url}", max_in_flight = 2 }\n` }, async (s) => {
+      hook.hold();
+      // Ten 1.x handshakes at once: two ask the hook, eight wait in the queue (2 × 4 fit).
+      const pending = Array.from({ length: 10 }, () => s.connect("v2"));
+      await hook.inFlightReaches(2);
+      assert.match(s.relay.core.metrics.render(), /\naccess_http_checks_in_flight 2\n/);
+      hook.release();
+      const clients = await Promise.all(pending);
+      assert.equal(clients.length, 10);
+      assert.equal(hook.peak, 2);
+      assert.match(s.relay.core.metrics.render(), /\naccess_http_checks_in_flight 0\n/);
+    });
+  } finally {
+    await hook.close();
+  }
+});

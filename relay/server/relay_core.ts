@@ -12,6 +12,7 @@
 
 import {
   ACCESS_HTTP_FAILURES,
+  ACCESS_HTTP_MAX_IN_FLIGHT,
   type AccessConfig,
   AccessHttpGate,
   type AccessPolicy,
@@ -135,7 +136,7 @@ export class RelayCore {
     this.#mesh = opts.mesh ?? null;
     this.#keyCache = new KeyValidityCache(opts.keyCacheCapacity ?? 1 << 20);
     const access = opts.access ?? { mode: "everyone" };
-    this.#accessGate = new AccessHttpGate(access.mode === "http" ? access.maxInFlight : undefined);
+    this.#accessGate = new AccessHttpGate();
     this.#access = this.#compileAccess(access);
     this.#clients = new Clients({
       onDuplicate: (old, by, replaced) => {
@@ -217,7 +218,7 @@ export class RelayCore {
   }
 
   #compileAccess(cfg: AccessConfig): AccessPolicy {
-    if (cfg.mode === "http") this.#accessGate.max = cfg.maxInFlight ?? this.#accessGate.max;
+    if (cfg.mode === "http") this.#accessGate.max = cfg.maxInFlight ?? ACCESS_HTTP_MAX_IN_FLIGHT;
     return accessPolicy(cfg, {
       ...(this.#fetch ? { fetch: this.#fetch } : {}),
       gate: this.#accessGate,
