@@ -187,3 +187,28 @@ Deno.test("RedisConn against a real redis-server at maxclients: bounded reconnec
     await server.close();
   }
 });
+
+Deno.test("RedisConn: at the longest backoff, failures are summarised once a minute instead of a line each", async () => {
+  const fake = new FakeRedis((n) => n === 0 ? healthy : maxClientsReached);
+  const lines: string[] = [];
+  // A short backoff (5 ms doubling to 20 ms) and a clock running 100 times fast: a "minute" passes in 0.6 s.
+  const t0 = performance.now();
+  const { c } = conn(fake.url, lines, {
+    backoffMinMs: 5,
+    backoffMaxMs: 20,
+    now: () => t0 + (performance.now() - t0) * 100,
+  });
+  try {
+    await c.start();
+    fake.dropAll();
+    await during(1500);
+    const summaries = lines.filter((l) => /still failing: \d+ more failed attempts in the last \d+ s/.test(l));
+    assert.ok(c.reconnectAttempts >= 30, `attempts ${c.reconnectAttempts}`);
+    assert.ok(summaries.length >= 1 && summaries.length <= 3, summaries.join("\n"));
+    // Three backoff steps (5, 10, 20 ms), then only summaries.
+    assert.ok(lines.length <= 3 + summaries.length + 1, lines.join("\n"));
+  } finally {
+    await c.close();
+    await fake.close();
+  }
+});
