@@ -158,6 +158,7 @@ async function sessionServer(imap: ImapConfig, log: Logger, metrics: ImapMetrics
       maxLiteralBytes: imap.limits.maxLiteralBytes,
       maxProxyLiteralBytes: imap.limits.maxProxyLiteralBytes,
       failedLoginDelayMs: imap.limits.failedLoginDelayMs,
+      maxPendingReplyBytes: imap.limits.maxPendingReplyBytes,
     };
     const serve: Serve = (conn, remote, signal) =>
       serveProxy(conn, remote, signal, { ...base, serve, proxy, connect: () => connectUpstream(target) });

@@ -24,6 +24,8 @@
  * quoted strings are read as UTF-8.
  */
 
+import { InputBuffer } from "./input_buffer.ts";
+
 /** Size limits of one command. */
 export interface ParserLimits {
   /** Longest line (without CRLF), bytes; the text of all lines of one command counts together. */
@@ -150,8 +152,8 @@ const decoder = new TextDecoder();
  */
 export class CommandParser {
   readonly #limits: ParserLimits;
-  /** Unconsumed input. */
-  #buf: Uint8Array = new Uint8Array(0);
+  /** Unconsumed input (appending copies only the new bytes, see `input_buffer.ts`). */
+  readonly #in = new InputBuffer();
   /** Where to resume the LF search in {@link #buf}. */
   #scanFrom = 0;
   /** Pieces of the command being assembled. */
@@ -177,7 +179,17 @@ export class CommandParser {
 
   /** Bytes received and not yet consumed (for tests and the proxy hand-back). */
   get buffered(): number {
-    return this.#buf.length;
+    return this.#in.length;
+  }
+
+  /** Bytes copied into the input buffer so far: linear in what arrived (for tests of the cost). */
+  get bytesCopied(): number {
+    return this.#in.copied;
+  }
+
+  /** Unconsumed input as a view, valid until the next {@link push}. */
+  get #buf(): Uint8Array {
+    return this.#in.view();
   }
 
   /** True while a command is partly received (a timeout then means a half-sent command). */
@@ -193,15 +205,8 @@ export class CommandParser {
 
   /** Appends received bytes. */
   push(chunk: Uint8Array): void {
-    if (this.#fatal || chunk.length === 0) return;
-    if (this.#buf.length === 0) {
-      this.#buf = chunk.slice();
-      return;
-    }
-    const b = new Uint8Array(this.#buf.length + chunk.length);
-    b.set(this.#buf);
-    b.set(chunk, this.#buf.length);
-    this.#buf = b;
+    if (this.#fatal) return;
+    this.#in.push(chunk);
   }
 
   /** Makes the next complete line come back raw, as a `line` event. */
@@ -211,10 +216,8 @@ export class CommandParser {
 
   /** Removes and returns every unconsumed byte (the proxy hands them back to its own framer). */
   takeBuffered(): Uint8Array {
-    const b = this.#buf;
-    this.#buf = new Uint8Array(0);
     this.#scanFrom = 0;
-    return b;
+    return this.#in.take();
   }
 
   /** Returns the next event. Call until `need-more`. */
@@ -367,12 +370,9 @@ export class CommandParser {
   }
 
   #consume(n: number): void {
-    this.#buf = this.#buf.subarray(n);
+    this.#in.consume(n);
     this.#scanFrom = Math.max(0, this.#scanFrom - n);
-    if (this.#buf.length === 0) {
-      this.#buf = new Uint8Array(0);
-      this.#scanFrom = 0;
-    }
+    if (this.#in.length === 0) this.#scanFrom = 0;
   }
 
   #resetCommand(): void {

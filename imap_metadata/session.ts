@@ -20,8 +20,11 @@
 
 import { STANDALONE_POST_LOGIN, STANDALONE_PRE_LOGIN } from "./capability.ts";
 import { astring, capabilityCode, capabilityData, type Reply } from "./encoder.ts";
+import { listMatch } from "./list_pattern.ts";
 import { lookupMetadata, parseGetMetadata, parseSetMetadata } from "./metadata.ts";
 import { type Command, isAtom, type Token, tokenText } from "./parser.ts";
+
+export { listMatch } from "./list_pattern.ts";
 
 /** Static settings of every session of a listener. */
 export interface SessionConfig {
@@ -529,17 +532,6 @@ function setMetadata(o: Out, cmd: Command): void {
   }
   o.state.errors = 0;
   o.replies.push(setMetadataReply(cmd.tag, req, isInbox));
-}
-
-/** Matches a LIST pattern (`*` any, `%` any but the `/` delimiter) against a name. */
-export function listMatch(pattern: string, name: string): boolean {
-  let re = "^";
-  for (const ch of pattern) {
-    if (ch === "*") re += ".*";
-    else if (ch === "%") re += "[^/]*";
-    else re += ch.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(re + "$", "i").test(name);
 }
 
 function list(o: Out, cmd: Command): void {
