@@ -63,7 +63,7 @@ export type SessionInput =
   | { type: "line"; text: string }
   | { type: "continue" }
   | { type: "parse-error"; tag: string | null; message: string; fatal: boolean }
-  | { type: "login-result"; ok: boolean }
+  | { type: "login-result"; ok: boolean; unavailable?: boolean }
   | { type: "timeout"; reason: "login" | "idle" };
 
 /** What {@link step} returns. */
@@ -233,6 +233,9 @@ export function step(cfg: SessionConfig, state: SessionState, input: SessionInpu
       if (input.ok) {
         o.state.phase = "authenticated";
         o.ok(w.tag, `${w.command} completed`, capabilityCode(capabilitiesFor("authenticated")));
+      } else if (input.unavailable) {
+        // RFC 5530: a temporary failure; the password was not checked.
+        o.no(w.tag, "Too many logins in progress, try again later", "UNAVAILABLE");
       } else {
         o.no(w.tag, "Authentication failed", "AUTHENTICATIONFAILED");
       }
