@@ -15,8 +15,8 @@
  * Separate from `bench/main.ts` (relay throughput): a one-off attack scenario, not a speed target.
  */
 
-import net from "node:net";
 import { hashPassword } from "../imap_metadata/mod.ts";
+import { SourceImapClient as Line } from "../tests/support/imap_line_client.ts";
 import { freePort } from "./_proc.ts";
 
 const args = Object.fromEntries(
@@ -27,62 +27,6 @@ const LOGINS = Number(args.logins ?? 5);
 const WARMUP_MS = Number(args["warmup-ms"] ?? 3000);
 /** A real login slower than this counts as failed (the script never waits longer). */
 const LOGIN_LIMIT_MS = 60_000;
-
-/** A line-reading IMAP connection over node:net, so the source address can be chosen. */
-class Line {
-  readonly sock: net.Socket;
-  #buf = "";
-  #waiters: (() => void)[] = [];
-  closed = false;
-
-  constructor(port: number, localAddress: string) {
-    this.sock = net.connect({ host: "127.0.0.1", port, localAddress });
-    this.sock.setEncoding("latin1");
-    this.sock.on("data", (d: string) => {
-      this.#buf += d;
-      this.#wake();
-    });
-    const end = () => {
-      this.closed = true;
-      this.#wake();
-    };
-    this.sock.on("close", end);
-    this.sock.on("error", end);
-  }
-
-  #wake(): void {
-    const w = this.#waiters;
-    this.#waiters = [];
-    for (const f of w) f();
-  }
-
-  /** Next line (without CRLF), or null at close. */
-  async line(): Promise<string | null> {
-    for (;;) {
-      const i = this.#buf.indexOf("\n");
-      if (i >= 0) {
-        const l = this.#buf.slice(0, i).replace(/\r$/, "");
-        this.#buf = this.#buf.slice(i + 1);
-        return l;
-      }
-      if (this.closed) return null;
-      await new Promise<void>((r) => this.#waiters.push(r));
-    }
-  }
-
-  /** Sends a command and returns its tagged reply line, or null at close. */
-  async command(tag: string, text: string): Promise<string | null> {
-    this.sock.write(`${tag} ${text}\r\n`);
-    for (;;) {
-      const l = await this.line();
-      if (l === null || l.startsWith(`${tag} `)) return l;
-    }
-  }
-
-  close(): void {
-    this.sock.destroy();
-  }
-}
 
 const dir = await Deno.makeTempDir({ prefix: "imap-contention-" });
 const port = freePort();
@@ -100,6 +44,10 @@ login = "users"
 alice = "${hash}"
 [imap.limits]
 max_sessions = ${SESSIONS + 100}
+# Listener-level per-source limits (if this build has them) would refuse the crowd before any password check.
+max_sessions_per_source = ${SESSIONS + 100}
+source_connects_per_sec = 100000
+source_connects_burst = 100000
 `,
 );
 const proc = new Deno.Command(Deno.execPath(), {
