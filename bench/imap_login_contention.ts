@@ -3,13 +3,13 @@
  * Measures what a password-guessing crowd does to a real user (issue 9):
  * starts `main.ts` with a standalone IMAP listener and one `[imap.users]`
  * entry (default PBKDF2 cost), opens `--sessions` guessing sessions from
- * 127.0.0.2 that send wrong passwords back to back, and meanwhile logs the
+ * 127.0.0.2 (or `--sources` addresses) that send wrong passwords back to back, and meanwhile logs the
  * real user in from 127.0.0.3 `--logins` times, timing connect → tagged OK.
  * Finally it sends SIGTERM with the guessers still connected and times the
  * exit. Prints one JSON line.
  *
  * ```sh
- * node_modules/.bin/deno run -A bench/imap_login_contention.ts [--sessions=500] [--logins=5] [--warmup-ms=3000]
+ * node_modules/.bin/deno run -A bench/imap_login_contention.ts [--sessions=500] [--sources=1] [--logins=5] [--warmup-ms=3000]
  * ```
  *
  * Separate from `bench/main.ts` (relay throughput): a one-off attack scenario, not a speed target.
@@ -25,6 +25,8 @@ const args = Object.fromEntries(
 const SESSIONS = Number(args.sessions ?? 500);
 const LOGINS = Number(args.logins ?? 5);
 const WARMUP_MS = Number(args["warmup-ms"] ?? 3000);
+/** Guessers are spread over this many source addresses (127.0.0.10, .11, …). */
+const SOURCES = Math.min(200, Number(args.sources ?? 1));
 /** A real login slower than this counts as failed (the script never waits longer). */
 const LOGIN_LIMIT_MS = 60_000;
 
@@ -57,7 +59,7 @@ const proc = new Deno.Command(Deno.execPath(), {
 }).spawn();
 const stderr = new Response(proc.stderr).text();
 let exitMs: number | null = null;
-const result: Record<string, unknown> = { sessions: SESSIONS };
+const result: Record<string, unknown> = { sessions: SESSIONS, sources: SOURCES };
 try {
   // Wait for the listener.
   for (let i = 0;; i++) {
@@ -74,7 +76,7 @@ try {
   let guesses = 0;
   let refused = 0;
   const guessers = Array.from({ length: SESSIONS }, async (_, s) => {
-    const c = new Line(port, "127.0.0.2");
+    const c = new Line(port, SOURCES === 1 ? "127.0.0.2" : `127.0.0.${10 + (s % SOURCES)}`);
     try {
       if ((await c.line()) === null) return;
       for (let i = 0; !stop; i++) {

@@ -9,7 +9,9 @@
  *   may hold at most a quarter of those places. Waiting checks are served
  *   round-robin by source, so a crowd of guessing sessions from one address
  *   delays a real user's check by about one check, not by the whole crowd.
- *   A check that finds no place is refused at once (`NO [UNAVAILABLE]`).
+ *   When the queue is full, a source holding fewer places than the biggest
+ *   holder takes the biggest holder's newest place; a check that finds no
+ *   place is refused at once (`NO [UNAVAILABLE]`).
  * - {@link FailureBackoff}: a growing wait before each check from a source
  *   with recent failures, in a map of bounded size (oldest source evicted).
  * - {@link quoteForLog} and {@link sourceKey}: the fail2ban line's user name
@@ -83,7 +85,9 @@ export class CheckQueue {
     if (this.#closed || signal.aborted) return "aborted";
     if (this.#running >= this.#limits.concurrency || this.#pending > 0) {
       const list = this.#waiting.get(source);
-      if (this.#pending >= this.#limits.maxPending || (list?.length ?? 0) >= this.#perSource) return "unavailable";
+      const mine = list?.length ?? 0;
+      if (mine >= this.#perSource) return "unavailable";
+      if (this.#pending >= this.#limits.maxPending && !this.#evictForNewcomer(mine)) return "unavailable";
       const got = await new Promise<"go" | NotRun>((resolve) => {
         const onAbort = () => {
           this.#remove(w);
@@ -138,6 +142,25 @@ export class CheckQueue {
       this.#running++;
       w.start();
     }
+  }
+
+  /**
+   * The queue is full: drop the newest waiter of the source holding the
+   * most places, if that source holds at least two more than the asker
+   * (longest-queue drop). So a crowd spread over fewer sources than
+   * `maxPending` cannot keep a new source out.
+   * @returns true if a place was freed
+   */
+  #evictForNewcomer(mine: number): boolean {
+    let longest: Waiter[] | undefined;
+    for (const list of this.#waiting.values()) {
+      if (longest === undefined || list.length > longest.length) longest = list;
+    }
+    if (longest === undefined || longest.length < mine + 2) return false;
+    const w = longest.at(-1)!;
+    this.#remove(w);
+    w.abandon("unavailable");
+    return true;
   }
 
   #remove(w: Waiter): void {

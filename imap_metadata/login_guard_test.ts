@@ -111,3 +111,30 @@ Deno.test("sourceKey() groups IPv6 by /64 and unwraps IPv4-mapped addresses", ()
   assert.equal(sourceKey("::ffff:192.0.2.7"), "192.0.2.7");
   assert.equal(sourceKey("[fe80::1%eth0]"), "fe80:0:0:0::/64");
 });
+
+Deno.test("CheckQueue: when full, a new source takes a place from the source holding the most", async () => {
+  const q = new CheckQueue({ concurrency: 1, maxPending: 4 });
+  const first = gate();
+  const head = q.run("busy", live(), first.work);
+  const order: string[] = [];
+  const run = (src: string, name: string) => q.run(src, live(), () => (order.push(name), Promise.resolve(true)));
+  // Four sources hold one place each (a source may hold a quarter of 4): a fifth source finds no one to displace.
+  const a = [run("a", "a0"), run("b", "b0"), run("c", "c0"), run("d", "d0")];
+  assert.equal(await run("e", "e0"), "unavailable", "nobody holds two more than a newcomer");
+  q.close();
+  first.release();
+  await Promise.all([head, ...a]);
+
+  const q2 = new CheckQueue({ concurrency: 1, maxPending: 8 });
+  const g2 = gate();
+  const head2 = q2.run("busy", live(), g2.work);
+  const crowd = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => q2.run(`attacker${i % 4}`, live(), () => Promise.resolve(false)));
+  assert.equal(q2.pending, 8);
+  const user = q2.run("user", live(), () => Promise.resolve(true));
+  assert.equal(q2.pending, 8, "the user took a place");
+  g2.release();
+  assert.equal(await user, true);
+  const outcomes = await Promise.all(crowd);
+  assert.equal(outcomes.filter((o) => o === "unavailable").length, 1, "one attacker place was given up");
+  await head2;
+});

@@ -7,7 +7,8 @@
  *    ({@link FailureBackoff});
  * 2. the check takes a place in the bounded, per-source-fair
  *    {@link CheckQueue}, or is refused at once (`unavailable`, counted in
- *    `imap_password_checks_rejected_total`);
+ *    `imap_password_checks_rejected_total`, and as a failure for the
+ *    source's back-off so that a refused crowd cannot retry in a tight loop);
  * 3. an unknown user is checked against a dummy hash of the same cost, so
  *    unknown and wrong-password cost the same PBKDF2 work;
  * 4. a failure is logged at info, fail2ban-friendly:
@@ -112,6 +113,8 @@ export class PasswordChecks {
     if (verdict === "aborted") return "aborted";
     if (verdict === "unavailable") {
       this.#metrics.c.passwordChecksRejected++;
+      // Counts for the back-off (not as a failed login): otherwise a refused crowd retries in a tight loop.
+      this.#backoff.failed(source, this.#now());
       return "unavailable";
     }
     if (verdict && stored !== undefined) {
