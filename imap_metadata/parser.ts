@@ -11,7 +11,8 @@
  *   {@link CommandParser.expectLine}, for AUTHENTICATE responses and IDLE's
  *   DONE), an `error`, or `need-more`.
  *
- * Limits are checked before anything is allocated: a line longer than
+ * Limits are checked before anything is allocated, and literal memory grows
+ * with the bytes that arrive, never with the size announced. A line longer than
  * `maxLineBytes` or a literal larger than `maxLiteralBytes` (summed over one
  * command) is an `error`. After an error the parser resynchronises at the
  * next line when it can (`fatal: false`); when the client is already sending
@@ -161,7 +162,7 @@ export class CommandParser {
   #textBytes = 0;
   #literalBytes = 0;
   /** Literal being filled. */
-  #literal: { buf: Uint8Array; filled: number } | null = null;
+  #literal: { bytes: InputBuffer; size: number } | null = null;
   /** Bytes still to discard (skipping a rejected non-synchronizing literal). */
   #skipLiteral = 0;
   /** Discarding up to the next LF (after an overlong line). */
@@ -185,6 +186,11 @@ export class CommandParser {
   /** Bytes copied into the input buffer so far: linear in what arrived (for tests of the cost). */
   get bytesCopied(): number {
     return this.#in.copied;
+  }
+
+  /** Memory this parser holds for the client, bytes (input store plus the literal being received). */
+  get heldBytes(): number {
+    return this.#in.capacity + (this.#literal?.bytes.capacity ?? 0);
   }
 
   /** Unconsumed input as a view, valid until the next {@link push}. */
@@ -233,12 +239,12 @@ export class CommandParser {
       }
       if (this.#literal !== null) {
         const lit = this.#literal;
-        const n = Math.min(lit.buf.length - lit.filled, this.#buf.length);
-        lit.buf.set(this.#buf.subarray(0, n), lit.filled);
-        lit.filled += n;
+        const n = Math.min(lit.size - lit.bytes.length, this.#buf.length);
+        // Memory follows what arrived, not what `{n}` announced: a client that announces and stalls costs nothing.
+        lit.bytes.push(this.#buf.subarray(0, n));
         this.#consume(n);
-        if (lit.filled < lit.buf.length) return { type: "need-more" };
-        this.#parts.push({ literal: lit.buf });
+        if (lit.bytes.length < lit.size) return { type: "need-more" };
+        this.#parts.push({ literal: lit.bytes.take() });
         this.#literal = null;
         continue;
       }
@@ -302,7 +308,7 @@ export class CommandParser {
       this.#textBytes += line.length;
       this.#literalBytes += ann.size;
       this.#parts.push({ text: line.subarray(0, ann.start) });
-      this.#literal = { buf: new Uint8Array(ann.size), filled: 0 };
+      this.#literal = { bytes: new InputBuffer(), size: ann.size };
       if (ann.sync) return { type: "continue" };
     }
   }
