@@ -92,6 +92,19 @@ export class InputBuffer {
     this.copied += n;
   }
 
+  /** Puts `bytes` back in front of the unconsumed bytes (costs a copy of both; for rare hand-backs). */
+  prepend(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    const rest = this.view();
+    const next = new Uint8Array(Math.max(bytes.length + rest.length, 256));
+    next.set(bytes);
+    next.set(rest, bytes.length);
+    this.copied += bytes.length + rest.length;
+    this.#store = next;
+    this.#start = 0;
+    this.#end = bytes.length + rest.length;
+  }
+
   /** Drops the first `n` unconsumed bytes. */
   consume(n: number): void {
     this.#start += Math.min(n, this.length);

@@ -52,3 +52,12 @@ Deno.test("InputBuffer drops a large store once emptied", () => {
   b.consume(100);
   assert.ok(b.capacity > 0, "a small store is kept for the next read");
 });
+
+Deno.test("InputBuffer.prepend() puts bytes back in front", () => {
+  const b = new InputBuffer();
+  b.push(enc.encode("tail"));
+  b.prepend(enc.encode("head "));
+  assert.equal(dec.decode(b.view()), "head tail");
+  b.prepend(new Uint8Array(0));
+  assert.equal(b.length, 9);
+});

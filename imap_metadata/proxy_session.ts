@@ -403,8 +403,6 @@ export class ProxySession {
       if (head !== null && INTERCEPTED.has(head.name)) {
         const parser = new CommandParser({ maxLineBytes: max, maxLiteralBytes: this.#cfg.maxLiteralBytes });
         parser.push(line);
-        parser.push(this.#cbuf);
-        this.#consumeClient(this.#cbuf.length);
         this.#cmode = { kind: "intercept", parser, tag: head.tag };
         this.#event("intercepted");
         return true;
@@ -463,15 +461,19 @@ export class ProxySession {
 
   /** Runs the intercept parser; false when it needs more bytes. */
   #pumpIntercept(m: { kind: "intercept"; parser: CommandParser; tag: string }): boolean {
-    if (this.#cbuf.length > 0) {
-      m.parser.push(this.#cbuf);
-      this.#consumeClient(this.#cbuf.length);
-    }
     for (;;) {
       const ev = m.parser.next();
       switch (ev.type) {
-        case "need-more":
-          return false;
+        case "need-more": {
+          // Feed it one line at a time (literal bytes included): handing it the whole buffer, to take the rest
+          // back after each command, re-copied a pipelined read once per intercepted command.
+          if (this.#cbuf.length === 0) return false;
+          const lf = this.#cbuf.indexOf(LF);
+          const n = lf < 0 ? this.#cbuf.length : lf + 1;
+          m.parser.push(this.#cbuf.subarray(0, n));
+          this.#consumeClient(n);
+          continue;
+        }
         case "continue":
           this.#local([{ type: "continue", text: "Ready for literal data" }]);
           this.#flush();
@@ -485,11 +487,11 @@ export class ProxySession {
             return false;
           }
           this.#bad(ev.tag ?? m.tag, ev.message);
-          this.#cin.push(m.parser.takeBuffered());
+          this.#cin.prepend(m.parser.takeBuffered());
           this.#cmode = { kind: "line", start: true };
           return true;
         case "command":
-          this.#cin.push(m.parser.takeBuffered());
+          this.#cin.prepend(m.parser.takeBuffered());
           this.#cmode = { kind: "line", start: true };
           this.#enqueue([{ kind: "deferred", command: ev.command }]);
           return true;
@@ -566,18 +568,23 @@ export class ProxySession {
     const store = this.#cfg.entries;
     const upstreamHas = this.#upCaps.has("METADATA");
     const ours = req.mailbox === "" ? req.entries.filter((n) => store.has(n.toLowerCase())) : [];
-    const remote = upstreamHas ? req.entries.filter((n) => !ours.includes(n)) : [];
+    // Sets, not Array.includes: the entry list is client input (thousands of names fit a line), and per-name scans
+    // of it were quadratic.
+    const oursSet = new Set(ours);
+    const remote = upstreamHas ? req.entries.filter((n) => !oursSet.has(n)) : [];
     // Without upstream METADATA every name is ours: unknown ones are NIL; other mailboxes have no entries.
     const answered = upstreamHas ? ours : req.entries;
+    const storeKeys = [...store.keys()];
     const withChildren = req.depth === "0" ? [] : remote.filter((n) => {
       const p = n.toLowerCase() + "/";
-      return req.mailbox === "" && [...store.keys()].some((k) => k.startsWith(p));
+      return req.mailbox === "" && storeKeys.some((k) => k.startsWith(p));
     });
+    const withChildrenSet = new Set(withChildren);
     const found = lookupMetadata(req.mailbox === "" ? store : new Map(), {
       ...req,
       entries: [...answered, ...withChildren],
     });
-    const entries: MetadataEntry[] = found.entries.filter((e) => !(e.value === null && withChildren.includes(e.name)));
+    const entries: MetadataEntry[] = found.entries.filter((e) => !(e.value === null && withChildrenSet.has(e.name)));
     const out: QueueEntry[] = [];
     if (entries.length > 0) out.push(local([{ type: "metadata", mailbox: req.mailbox, entries }]));
     if (remote.length === 0) {

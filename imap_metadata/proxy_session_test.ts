@@ -291,3 +291,14 @@ Deno.test("ProxySession assembles a 60 KB line sent one byte per read with linea
   assert.equal(h.up.length, line.length, "forwarded whole");
   assert.ok(h.p.inputBytesCopied < 3 * line.length + GREETING.length * 3, `copied ${h.p.inputBytesCopied}`);
 });
+
+Deno.test("ProxySession copies a read of many pipelined intercepted commands once, not once per command", () => {
+  const h = loggedIn({ ...CFG, maxPendingReplyBytes: 1 << 20 });
+  const before = h.p.inputBytesCopied;
+  const chunk = enc.encode('g GETMETADATA "" /shared/comment\r\n'.repeat(900));
+  h.c(chunk);
+  assert.equal(h.client.split("g OK GETMETADATA completed").length - 1, 900);
+  const copied = h.p.inputBytesCopied - before;
+  // Handing the whole rest of the read to each command's parser and back copied ~900 × 15 KB here.
+  assert.ok(copied < 3 * chunk.length, `copied ${copied} bytes for a ${chunk.length}-byte read`);
+});
