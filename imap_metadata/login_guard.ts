@@ -9,9 +9,10 @@
  *   may hold at most a quarter of those places. Waiting checks are served
  *   round-robin by source, so a crowd of guessing sessions from one address
  *   delays a real user's check by about one check, not by the whole crowd.
- *   When the queue is full, a source holding fewer places than the biggest
- *   holder takes the biggest holder's newest place; a check that finds no
- *   place is refused at once (`NO [UNAVAILABLE]`).
+ *   Sources without recent failures are served first. When the queue is
+ *   full, a clean source, or one holding fewer places than the biggest
+ *   holder, takes the newest place of a failing source; a check that finds
+ *   no place is refused at once (`NO [UNAVAILABLE]`).
  * - {@link FailureBackoff}: a growing wait before each check from a source
  *   with recent failures, in a map of bounded size (oldest source evicted).
  * - {@link quoteForLog} and {@link sourceKey}: the fail2ban line's user name
@@ -33,6 +34,7 @@ export type NotRun = "unavailable" | "aborted";
 
 interface Waiter {
   source: string;
+  cls: 0 | 1;
   start: () => void;
   abandon: (why: NotRun) => void;
 }
@@ -51,8 +53,8 @@ interface Waiter {
 export class CheckQueue {
   readonly #limits: CheckQueueLimits;
   readonly #perSource: number;
-  /** Waiting checks by source; Map order is the round-robin order. */
-  readonly #waiting = new Map<string, Waiter[]>();
+  /** Waiting checks by source, favoured class first; Map order is the round-robin order. */
+  readonly #waiting: [favoured: Map<string, Waiter[]>, normal: Map<string, Waiter[]>] = [new Map(), new Map()];
   #pending = 0;
   #running = 0;
   #closed = false;
@@ -78,16 +80,18 @@ export class CheckQueue {
    *
    * @param source who asks (a {@link sourceKey}); fairness and the per-source share go by it
    * @param signal the session ended: a waiting check is dropped (a running one finishes, unawaited)
+   * @param favoured the source has no recent failures: served before the others, and when the queue is full it
+   *   takes the place of a check from a source that has
    * @returns what `work` returned, `"unavailable"` when the queue (or this source's share) is full,
    *   `"aborted"` when `signal` fired or the queue was closed first
    */
-  async run<T>(source: string, signal: AbortSignal, work: () => Promise<T>): Promise<T | NotRun> {
+  async run<T>(source: string, signal: AbortSignal, work: () => Promise<T>, favoured = false): Promise<T | NotRun> {
     if (this.#closed || signal.aborted) return "aborted";
     if (this.#running >= this.#limits.concurrency || this.#pending > 0) {
-      const list = this.#waiting.get(source);
-      const mine = list?.length ?? 0;
+      const cls = favoured ? 0 : 1;
+      const mine = (this.#waiting[0].get(source)?.length ?? 0) + (this.#waiting[1].get(source)?.length ?? 0);
       if (mine >= this.#perSource) return "unavailable";
-      if (this.#pending >= this.#limits.maxPending && !this.#evictForNewcomer(mine)) return "unavailable";
+      if (this.#pending >= this.#limits.maxPending && !this.#evictFor(mine, favoured)) return "unavailable";
       const got = await new Promise<"go" | NotRun>((resolve) => {
         const onAbort = () => {
           this.#remove(w);
@@ -95,6 +99,7 @@ export class CheckQueue {
         };
         const w: Waiter = {
           source,
+          cls,
           start: () => {
             signal.removeEventListener("abort", onAbort);
             resolve("go");
@@ -105,8 +110,10 @@ export class CheckQueue {
           },
         };
         signal.addEventListener("abort", onAbort, { once: true });
+        const map = this.#waiting[cls];
+        const list = map.get(source);
         if (list) list.push(w);
-        else this.#waiting.set(source, [w]);
+        else map.set(source, [w]);
         this.#pending++;
       });
       if (got !== "go") return got;
@@ -124,20 +131,21 @@ export class CheckQueue {
   /** Drops every waiting check (`"aborted"`) and refuses new ones: shutdown does not wait for them. */
   close(): void {
     this.#closed = true;
-    const all = [...this.#waiting.values()].flat();
-    this.#waiting.clear();
+    const all = this.#waiting.flatMap((m) => [...m.values()].flat());
+    for (const m of this.#waiting) m.clear();
     this.#pending = 0;
     for (const w of all) w.abandon("aborted");
   }
 
-  /** Starts waiting checks while places are free, taking sources in turn. */
+  /** Starts waiting checks while places are free: favoured sources first, sources in turn within a class. */
   #dispatch(): void {
     while (this.#running < this.#limits.concurrency && this.#pending > 0) {
-      const [source, list] = this.#waiting.entries().next().value as [string, Waiter[]];
+      const map = this.#waiting[0].size > 0 ? this.#waiting[0] : this.#waiting[1];
+      const [source, list] = map.entries().next().value as [string, Waiter[]];
       const w = list.shift()!;
-      this.#waiting.delete(source);
+      map.delete(source);
       // Back of the line for this source's next check.
-      if (list.length > 0) this.#waiting.set(source, list);
+      if (list.length > 0) map.set(source, list);
       this.#pending--;
       this.#running++;
       w.start();
@@ -146,29 +154,41 @@ export class CheckQueue {
 
   /**
    * The queue is full: drop the newest waiter of the source holding the
-   * most places, if that source holds at least two more than the asker
-   * (longest-queue drop). So a crowd spread over fewer sources than
-   * `maxPending` cannot keep a new source out.
+   * most places in the normal class, if the asker is favoured or that
+   * source holds at least two more places than the asker (longest-queue
+   * drop); a favoured asker may also displace a favoured source holding
+   * two more. So a crowd spread over fewer sources than `maxPending` cannot
+   * keep a new source out, and failing sources cannot keep out a clean one.
    * @returns true if a place was freed
    */
-  #evictForNewcomer(mine: number): boolean {
-    let longest: Waiter[] | undefined;
-    for (const list of this.#waiting.values()) {
-      if (longest === undefined || list.length > longest.length) longest = list;
+  #evictFor(mine: number, favoured: boolean): boolean {
+    const longestIn = (map: Map<string, Waiter[]>) => {
+      let longest: Waiter[] | undefined;
+      // Ties go to the source served last, so sources already waiting longest keep their turn.
+      for (const list of map.values()) if (longest === undefined || list.length >= longest.length) longest = list;
+      return longest;
+    };
+    const normal = longestIn(this.#waiting[1]);
+    let victim: Waiter[] | undefined;
+    if (normal !== undefined && (favoured || normal.length >= mine + 2)) victim = normal;
+    else if (favoured) {
+      const fav = longestIn(this.#waiting[0]);
+      if (fav !== undefined && fav.length >= mine + 2) victim = fav;
     }
-    if (longest === undefined || longest.length < mine + 2) return false;
-    const w = longest.at(-1)!;
+    if (victim === undefined) return false;
+    const w = victim.at(-1)!;
     this.#remove(w);
     w.abandon("unavailable");
     return true;
   }
 
   #remove(w: Waiter): void {
-    const list = this.#waiting.get(w.source);
+    const map = this.#waiting[w.cls];
+    const list = map.get(w.source);
     const i = list?.indexOf(w) ?? -1;
     if (list === undefined || i < 0) return;
     list.splice(i, 1);
-    if (list.length === 0) this.#waiting.delete(w.source);
+    if (list.length === 0) map.delete(w.source);
     this.#pending--;
   }
 }
@@ -235,6 +255,12 @@ export class FailureBackoff {
     if (over <= 0) return 0;
     const delay = Math.min(this.#o.maxMs, this.#o.baseMs * 2 ** Math.min(over - 1, 30));
     return Math.max(0, s.last + delay - now);
+  }
+
+  /** True if `source` has failures on record at time `now` (its checks are not favoured). */
+  hasFailures(source: string, now: number): boolean {
+    const s = this.#sources.get(source);
+    return s !== undefined && now - s.last < this.#o.forgetMs;
   }
 
   /** Records a failed check. */

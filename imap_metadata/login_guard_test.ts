@@ -138,3 +138,31 @@ Deno.test("CheckQueue: when full, a new source takes a place from the source hol
   assert.equal(outcomes.filter((o) => o === "unavailable").length, 1, "one attacker place was given up");
   await head2;
 });
+
+Deno.test("CheckQueue: a source without failures is served first and displaces a failing one when full", async () => {
+  const q = new CheckQueue({ concurrency: 1, maxPending: 4 });
+  const g = gate();
+  const head = q.run("busy", live(), g.work);
+  const order: string[] = [];
+  const run = (src: string, favoured: boolean) =>
+    q.run(src, live(), () => (order.push(src), Promise.resolve(true)), favoured);
+  // Four failing sources, one place each: no one holds two more than anyone, yet the clean source gets in.
+  const crowd = ["f1", "f2", "f3", "f4"].map((s) => run(s, false));
+  assert.equal(await run("f5", false), "unavailable");
+  const user = run("user", true);
+  assert.equal(q.pending, 4);
+  g.release();
+  assert.equal(await user, true);
+  const outcomes = await Promise.all(crowd);
+  assert.deepEqual(outcomes, [true, true, true, "unavailable"], "the newest failing check gave up its place");
+  assert.deepEqual(order, ["user", "f1", "f2", "f3"]);
+  await head;
+});
+
+Deno.test("FailureBackoff.hasFailures() tells clean sources from failing ones", () => {
+  const b = new FailureBackoff({ freeFailures: 3, baseMs: 100, maxMs: 800, forgetMs: 10_000, maxSources: 3 });
+  assert.equal(b.hasFailures("x", 0), false);
+  b.failed("x", 0);
+  assert.equal(b.hasFailures("x", 5000), true, "even a free failure counts");
+  assert.equal(b.hasFailures("x", 10_000), false, "forgotten");
+});

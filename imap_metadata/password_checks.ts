@@ -104,7 +104,12 @@ export class PasswordChecks {
     let verdict: boolean | "unavailable" | "aborted";
     try {
       verdict = await Promise.race([
-        this.#queue.run(source, stop, () => this.#verify(password, hash).catch(() => false)),
+        this.#queue.run(
+          source,
+          stop,
+          () => this.#verify(password, hash).catch(() => false),
+          !this.#backoff.hasFailures(source, this.#now()),
+        ),
         aborted.promise,
       ]);
     } finally {
