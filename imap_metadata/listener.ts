@@ -165,11 +165,14 @@ export async function serveStandalone(
   const parser = new CommandParser({ maxLineBytes: limits.maxLineBytes, maxLiteralBytes: limits.maxLiteralBytes });
   let state: SessionState = initialState();
   let closed = false;
+  // Fires when this session ends for any reason (timeout, error, shutdown): a queued password check is dropped then.
+  const ended = new AbortController();
   const finish = () => {
     if (closed) return;
     closed = true;
     timer.stop();
     closeQuietly(conn);
+    ended.abort();
   };
   const timer = new SessionTimer(limits, (reason) => {
     m.c.timeouts++;
@@ -193,7 +196,7 @@ export async function serveStandalone(
     await writer.write(encodeReplies(out.replies));
     if (out.checkLogin) {
       const { user, password } = out.checkLogin;
-      const result = ctx.passwords === null ? "failed" : await ctx.passwords.check(user, password, ip, signal);
+      const result = ctx.passwords === null ? "failed" : await ctx.passwords.check(user, password, ip, ended.signal);
       if (closed || result === "aborted") return false;
       if (result === "failed") {
         m.c.loginsFailed++;
