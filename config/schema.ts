@@ -73,6 +73,12 @@ export interface ImapLimits {
   loginTimeoutMs: number;
   /** Delay before answering a failed login, ms. */
   failedLoginDelayMs: number;
+  /** Proxy mode: bytes of replies and commands held while the upstream has not answered; over it, `* BYE`. */
+  maxPendingReplyBytes: number;
+  /** Password checks (PBKDF2) running at once. */
+  passwordCheckConcurrency: number;
+  /** Password checks waiting for a place; more are answered `NO [UNAVAILABLE]` at once. */
+  maxPendingPasswordChecks: number;
 }
 
 /** `[imap]`: the METADATA discovery listener. */
@@ -789,8 +795,12 @@ function readImap(
     maxLiteralBytes: 64 * 1024,
     maxProxyLiteralBytes: 64 * 1024 * 1024,
     idleTimeoutMs: 30 * 60_000,
-    loginTimeoutMs: 60_000,
+    // Upstream servers give clients that have not logged in 30 s or less; idle pre-login sessions are cheap to open.
+    loginTimeoutMs: 30_000,
     failedLoginDelayMs: 2_000,
+    maxPendingReplyBytes: 1024 * 1024,
+    passwordCheckConcurrency: 2,
+    maxPendingPasswordChecks: 64,
   };
   const l = i.table("limits");
   if (l) {
@@ -805,6 +815,11 @@ function readImap(
     if (login !== undefined) limits.loginTimeoutMs = login * 1000;
     const delay = l.num("failed_login_delay_secs", { min: 0 });
     if (delay !== undefined) limits.failedLoginDelayMs = delay * 1000;
+    limits.maxPendingReplyBytes = l.int("max_pending_reply_bytes", { min: 4096 }) ?? limits.maxPendingReplyBytes;
+    limits.passwordCheckConcurrency = l.int("password_check_concurrency", { min: 1, max: 64 }) ??
+      limits.passwordCheckConcurrency;
+    limits.maxPendingPasswordChecks = l.int("max_pending_password_checks", { min: 1 }) ??
+      limits.maxPendingPasswordChecks;
   }
 
   return {

@@ -464,3 +464,32 @@ function keyBase32(key: Uint8Array): string {
   if (bits > 0) out += alphabet[(acc << (5 - bits)) & 31];
   return out;
 }
+
+Deno.test("validateConfig() reads the [imap.limits] hardening keys with safe defaults (issue 9)", () => {
+  const base = '[imap]\nbind_addr = "127.0.0.1:0"\niroh_relay_url = "https://relay.example/"\n';
+  const d = load(base).config.imap!.limits;
+  assert.equal(d.loginTimeoutMs, 30_000);
+  assert.equal(d.maxPendingReplyBytes, 1024 * 1024);
+  assert.equal(d.passwordCheckConcurrency, 2);
+  assert.equal(d.maxPendingPasswordChecks, 64);
+  const set = load(
+    base + "[imap.limits]\nlogin_timeout_secs = 10\nmax_pending_reply_bytes = 65536\n" +
+      "password_check_concurrency = 1\nmax_pending_password_checks = 8\n",
+  ).config.imap!.limits;
+  assert.deepEqual(
+    [set.loginTimeoutMs, set.maxPendingReplyBytes, set.passwordCheckConcurrency, set.maxPendingPasswordChecks],
+    [10_000, 65536, 1, 8],
+  );
+  assertConfigError(
+    () => load(base + "[imap.limits]\nmax_pending_reply_bytes = 100"),
+    "imap.limits.max_pending_reply_bytes",
+  );
+  assertConfigError(
+    () => load(base + "[imap.limits]\npassword_check_concurrency = 0"),
+    "imap.limits.password_check_concurrency",
+  );
+  assertConfigError(
+    () => load(base + "[imap.limits]\nmax_pending_password_checks = 0"),
+    "imap.limits.max_pending_password_checks",
+  );
+});

@@ -8,7 +8,8 @@
  * - over `max_sessions`: `* BYE`, close (the accept loop never waits on it);
  * - login and idle deadlines from {@link SessionTimer}; a timeout writes
  *   `* BYE` and closes;
- * - password checks run here (WebCrypto PBKDF2), and a failed login waits
+ * - password checks go through {@link PasswordChecks} (bounded queue,
+ *   per-source back-off, fail2ban line), and a failed login waits
  *   `failed_login_delay` before the `NO`;
  * - a broken or hostile client only ever ends its own session: every error
  *   is caught per connection.
@@ -22,7 +23,7 @@ import { closeQuietly, SessionTimer, sleep, within, Writer } from "./conn.ts";
 import { encodeReplies, type Reply } from "./encoder.ts";
 import type { ImapMetrics } from "./metrics.ts";
 import { CommandParser, type ParseEvent } from "./parser.ts";
-import { verifyPassword } from "./password.ts";
+import type { PasswordChecks } from "./password_checks.ts";
 import {
   greeting,
   initialState,
@@ -130,17 +131,6 @@ async function refuse(conn: Deno.Conn, signal: AbortSignal): Promise<void> {
   closeQuietly(conn);
 }
 
-/** How the standalone session checks a password (`login = users`). */
-export type LoginChecker = (user: string, password: string) => Promise<boolean>;
-
-/** Checks against `[imap.users]`; unknown users simply fail (the failed-login delay hides the timing). */
-export function usersChecker(users: ReadonlyMap<string, string>): LoginChecker {
-  return (user, password) => {
-    const hash = users.get(user);
-    return hash === undefined ? Promise.resolve(false) : verifyPassword(password, hash);
-  };
-}
-
 function toInput(ev: Exclude<ParseEvent, { type: "need-more" }>): SessionInput {
   switch (ev.type) {
     case "command":
@@ -166,22 +156,27 @@ export async function serveStandalone(
   conn: Deno.Conn,
   remote: string,
   signal: AbortSignal,
-  ctx: ListenerContext & { session: SessionConfig; checkLogin: LoginChecker },
+  ctx: ListenerContext & { session: SessionConfig; passwords: PasswordChecks | null },
 ): Promise<void> {
   const { config, metrics: m, log } = ctx;
   const limits = config.limits;
   const writer = new Writer(conn, signal);
+  const ip = conn.remoteAddr.transport === "tcp" ? conn.remoteAddr.hostname : "?";
   const parser = new CommandParser({ maxLineBytes: limits.maxLineBytes, maxLiteralBytes: limits.maxLiteralBytes });
   let state: SessionState = initialState();
   let closed = false;
+  // Fires when this session ends for any reason (timeout, error, shutdown): a queued password check is dropped then.
+  const ended = new AbortController();
   const finish = () => {
     if (closed) return;
     closed = true;
     timer.stop();
     closeQuietly(conn);
+    ended.abort();
   };
   const timer = new SessionTimer(limits, (reason) => {
     m.c.timeouts++;
+    m.disconnects[reason === "login" ? "login_timeout" : "idle_timeout"]++;
     log.debug(`session ${remote}: ${reason} timeout`);
     const out = step(ctx.session, state, { type: "timeout", reason });
     state = out.state;
@@ -195,22 +190,24 @@ export async function serveStandalone(
     let out = step(ctx.session, state, input);
     state = out.state;
     countReplies(m, out.replies);
+    if (out.close && input.type === "parse-error" && input.fatal) {
+      m.disconnects[/too long/i.test(input.message) ? "line_too_long" : "literal_too_large"]++;
+    } else if (out.close && out.state.errors >= ctx.session.maxErrors) m.disconnects.too_many_errors++;
     await writer.write(encodeReplies(out.replies));
     if (out.checkLogin) {
       const { user, password } = out.checkLogin;
-      let ok = false;
-      try {
-        ok = await ctx.checkLogin(user, password);
-      } catch (e) {
-        log.warn(`session ${remote}: password check failed: ${(e as Error).message}`);
-      }
-      if (closed) return false;
-      if (!ok) {
+      const result = ctx.passwords === null ? "failed" : await ctx.passwords.check(user, password, ip, ended.signal);
+      if (closed || result === "aborted") return false;
+      if (result === "failed") {
         m.c.loginsFailed++;
         await sleep(limits.failedLoginDelayMs, signal);
         if (closed) return false;
       }
-      out = step(ctx.session, state, { type: "login-result", ok });
+      out = step(ctx.session, state, {
+        type: "login-result",
+        ok: result === "ok",
+        ...(result === "unavailable" ? { unavailable: true } : {}),
+      });
       state = out.state;
       await writer.write(encodeReplies(out.replies));
     }

@@ -20,7 +20,35 @@ const COUNTERS = {
   timeouts: ["timeouts", "Sessions closed by the login or idle timeout"],
   sessionErrors: ["session_errors", "Sessions ended by a socket or TLS error"],
   upstreamErrors: ["upstream_errors", "Proxy sessions whose upstream could not be reached or failed"],
+  loginFailures: [
+    "login_failures",
+    "Failed logins, each logged at info as 'imap login failed: user=... source=...' (standalone mode)",
+  ],
+  passwordChecksRejected: [
+    "password_checks_rejected",
+    "Logins answered NO [UNAVAILABLE] because max_pending_password_checks (or a source's share) was full",
+  ],
 } as const;
+
+/** Why we ended a session (the `reason` label of `imap_disconnects_by_reason_total`). */
+export type DisconnectReason =
+  | "reply_queue_full"
+  | "login_timeout"
+  | "idle_timeout"
+  | "line_too_long"
+  | "literal_too_large"
+  | "too_many_errors"
+  | "protocol_error";
+
+const DISCONNECT_REASONS: readonly DisconnectReason[] = [
+  "reply_queue_full",
+  "login_timeout",
+  "idle_timeout",
+  "line_too_long",
+  "literal_too_large",
+  "too_many_errors",
+  "protocol_error",
+];
 
 /** Counter fields by code name. */
 export type ImapCounters = Counts<typeof COUNTERS>;
@@ -31,6 +59,10 @@ export class ImapMetrics {
   readonly c: ImapCounters = zeroCounts(COUNTERS);
   /** Sessions open right now (owned by the listener). */
   active = 0;
+  /** Sessions we ended, by reason. */
+  readonly disconnects: Record<DisconnectReason, number> = Object.fromEntries(
+    DISCONNECT_REASONS.map((r) => [r, 0]),
+  ) as Record<DisconnectReason, number>;
   readonly #gauges: Gauge[] = [{
     name: "sessions_active",
     help: "IMAP sessions open now",
@@ -39,6 +71,9 @@ export class ImapMetrics {
 
   /** OpenMetrics lines, without `# EOF`. */
   render(prefix = "imap"): string {
-    return renderMetrics(prefix, COUNTERS, this.c, this.#gauges);
+    const name = `${prefix}_disconnects_by_reason`;
+    let by = `# HELP ${name} Sessions the server ended, by reason.\n# TYPE ${name} counter\n`;
+    for (const r of DISCONNECT_REASONS) by += `${name}_total{reason="${r}"} ${this.disconnects[r]}\n`;
+    return renderMetrics(prefix, COUNTERS, this.c, this.#gauges) + by;
   }
 }

@@ -29,16 +29,9 @@
 
 import { type Config, formatBindAddr, type ImapConfig } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import {
-  acceptLoop,
-  type ListenerContext,
-  type LoginChecker,
-  MAX_ERRORS,
-  serveStandalone,
-  SessionSet,
-  usersChecker,
-} from "./listener.ts";
+import { acceptLoop, type ListenerContext, MAX_ERRORS, serveStandalone, SessionSet } from "./listener.ts";
 import { ImapMetrics } from "./metrics.ts";
+import { PasswordChecks } from "./password_checks.ts";
 import { serveProxy } from "./proxy.ts";
 import { connectUpstream } from "./upstream.ts";
 
@@ -72,7 +65,18 @@ export async function startImap(config: Config, opts: ImapStartOptions): Promise
   const log = opts.log;
   const metrics = new ImapMetrics();
   const sessions = new SessionSet();
-  const serve = await sessionServer(imap, log, metrics);
+  const passwords = imap.mode === "standalone" && imap.login === "users"
+    ? new PasswordChecks({
+      users: imap.users,
+      limits: {
+        concurrency: imap.limits.passwordCheckConcurrency,
+        maxPending: imap.limits.maxPendingPasswordChecks,
+      },
+      log,
+      metrics,
+    })
+    : null;
+  const serve = await sessionServer(imap, log, metrics, passwords);
   const ctx: ListenerContext = { config: imap, log, metrics, serve: (c, r, s) => serve(c, r, s) };
 
   const listeners: Deno.Listener[] = [];
@@ -133,6 +137,8 @@ export async function startImap(config: Config, opts: ImapStartOptions): Promise
           }
         }
         await Promise.allSettled(loops);
+        // Waiting password checks are dropped, not run: shutdown must not wait for PBKDF2 queued by guessers.
+        passwords?.close();
         await sessions.closeAll();
       })();
       return closing;
@@ -143,7 +149,12 @@ export async function startImap(config: Config, opts: ImapStartOptions): Promise
 type Serve = (conn: Deno.Conn, remote: string, signal: AbortSignal) => Promise<void>;
 
 /** Builds the per-connection handler for the configured mode. */
-async function sessionServer(imap: ImapConfig, log: Logger, metrics: ImapMetrics): Promise<Serve> {
+async function sessionServer(
+  imap: ImapConfig,
+  log: Logger,
+  metrics: ImapMetrics,
+  passwords: PasswordChecks | null,
+): Promise<Serve> {
   const base: Omit<ListenerContext, "serve"> = { config: imap, log, metrics };
   if (imap.mode === "proxy") {
     const upstream = imap.upstream!;
@@ -158,16 +169,16 @@ async function sessionServer(imap: ImapConfig, log: Logger, metrics: ImapMetrics
       maxLiteralBytes: imap.limits.maxLiteralBytes,
       maxProxyLiteralBytes: imap.limits.maxProxyLiteralBytes,
       failedLoginDelayMs: imap.limits.failedLoginDelayMs,
+      maxPendingReplyBytes: imap.limits.maxPendingReplyBytes,
     };
     const serve: Serve = (conn, remote, signal) =>
       serveProxy(conn, remote, signal, { ...base, serve, proxy, connect: () => connectUpstream(target) });
     return serve;
   }
   if (imap.login === "upstream") throw new Error('imap.login = "upstream" needs mode = "proxy"');
-  const checkLogin: LoginChecker = imap.login === "users" ? usersChecker(imap.users) : () => Promise.resolve(true);
   if (imap.login === "any") log.info("imap.login = any: every user name and password is accepted");
   const session = { entries: imap.entries, login: imap.login, maxErrors: MAX_ERRORS };
   const serve: Serve = (conn, remote, signal) =>
-    serveStandalone(conn, remote, signal, { ...base, serve, session, checkLogin });
+    serveStandalone(conn, remote, signal, { ...base, serve, session, passwords });
   return serve;
 }

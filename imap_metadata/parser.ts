@@ -11,7 +11,8 @@
  *   {@link CommandParser.expectLine}, for AUTHENTICATE responses and IDLE's
  *   DONE), an `error`, or `need-more`.
  *
- * Limits are checked before anything is allocated: a line longer than
+ * Limits are checked before anything is allocated, and literal memory grows
+ * with the bytes that arrive, never with the size announced. A line longer than
  * `maxLineBytes` or a literal larger than `maxLiteralBytes` (summed over one
  * command) is an `error`. After an error the parser resynchronises at the
  * next line when it can (`fatal: false`); when the client is already sending
@@ -23,6 +24,8 @@
  * (literal8) are accepted although we do not advertise them, 8-bit bytes in
  * quoted strings are read as UTF-8.
  */
+
+import { InputBuffer } from "./input_buffer.ts";
 
 /** Size limits of one command. */
 export interface ParserLimits {
@@ -150,8 +153,8 @@ const decoder = new TextDecoder();
  */
 export class CommandParser {
   readonly #limits: ParserLimits;
-  /** Unconsumed input. */
-  #buf: Uint8Array = new Uint8Array(0);
+  /** Unconsumed input (appending copies only the new bytes, see `input_buffer.ts`). */
+  readonly #in = new InputBuffer();
   /** Where to resume the LF search in {@link #buf}. */
   #scanFrom = 0;
   /** Pieces of the command being assembled. */
@@ -159,7 +162,7 @@ export class CommandParser {
   #textBytes = 0;
   #literalBytes = 0;
   /** Literal being filled. */
-  #literal: { buf: Uint8Array; filled: number } | null = null;
+  #literal: { bytes: InputBuffer; size: number } | null = null;
   /** Bytes still to discard (skipping a rejected non-synchronizing literal). */
   #skipLiteral = 0;
   /** Discarding up to the next LF (after an overlong line). */
@@ -177,7 +180,22 @@ export class CommandParser {
 
   /** Bytes received and not yet consumed (for tests and the proxy hand-back). */
   get buffered(): number {
-    return this.#buf.length;
+    return this.#in.length;
+  }
+
+  /** Bytes copied into the input buffer so far: linear in what arrived (for tests of the cost). */
+  get bytesCopied(): number {
+    return this.#in.copied;
+  }
+
+  /** Memory this parser holds for the client, bytes (input store plus the literal being received). */
+  get heldBytes(): number {
+    return this.#in.capacity + (this.#literal?.bytes.capacity ?? 0);
+  }
+
+  /** Unconsumed input as a view, valid until the next {@link push}. */
+  get #buf(): Uint8Array {
+    return this.#in.view();
   }
 
   /** True while a command is partly received (a timeout then means a half-sent command). */
@@ -193,15 +211,8 @@ export class CommandParser {
 
   /** Appends received bytes. */
   push(chunk: Uint8Array): void {
-    if (this.#fatal || chunk.length === 0) return;
-    if (this.#buf.length === 0) {
-      this.#buf = chunk.slice();
-      return;
-    }
-    const b = new Uint8Array(this.#buf.length + chunk.length);
-    b.set(this.#buf);
-    b.set(chunk, this.#buf.length);
-    this.#buf = b;
+    if (this.#fatal) return;
+    this.#in.push(chunk);
   }
 
   /** Makes the next complete line come back raw, as a `line` event. */
@@ -211,10 +222,8 @@ export class CommandParser {
 
   /** Removes and returns every unconsumed byte (the proxy hands them back to its own framer). */
   takeBuffered(): Uint8Array {
-    const b = this.#buf;
-    this.#buf = new Uint8Array(0);
     this.#scanFrom = 0;
-    return b;
+    return this.#in.take();
   }
 
   /** Returns the next event. Call until `need-more`. */
@@ -230,12 +239,12 @@ export class CommandParser {
       }
       if (this.#literal !== null) {
         const lit = this.#literal;
-        const n = Math.min(lit.buf.length - lit.filled, this.#buf.length);
-        lit.buf.set(this.#buf.subarray(0, n), lit.filled);
-        lit.filled += n;
+        const n = Math.min(lit.size - lit.bytes.length, this.#buf.length);
+        // Memory follows what arrived, not what `{n}` announced: a client that announces and stalls costs nothing.
+        lit.bytes.push(this.#buf.subarray(0, n));
         this.#consume(n);
-        if (lit.filled < lit.buf.length) return { type: "need-more" };
-        this.#parts.push({ literal: lit.buf });
+        if (lit.bytes.length < lit.size) return { type: "need-more" };
+        this.#parts.push({ literal: lit.bytes.take() });
         this.#literal = null;
         continue;
       }
@@ -299,7 +308,7 @@ export class CommandParser {
       this.#textBytes += line.length;
       this.#literalBytes += ann.size;
       this.#parts.push({ text: line.subarray(0, ann.start) });
-      this.#literal = { buf: new Uint8Array(ann.size), filled: 0 };
+      this.#literal = { bytes: new InputBuffer(), size: ann.size };
       if (ann.sync) return { type: "continue" };
     }
   }
@@ -367,12 +376,9 @@ export class CommandParser {
   }
 
   #consume(n: number): void {
-    this.#buf = this.#buf.subarray(n);
+    this.#in.consume(n);
     this.#scanFrom = Math.max(0, this.#scanFrom - n);
-    if (this.#buf.length === 0) {
-      this.#buf = new Uint8Array(0);
-      this.#scanFrom = 0;
-    }
+    if (this.#in.length === 0) this.#scanFrom = 0;
   }
 
   #resetCommand(): void {

@@ -6,7 +6,10 @@
  *
  * - {@link hashPassword} is what `main.ts hash-password` prints;
  * - {@link verifyPassword} re-derives with the stored salt and iteration
- *   count and compares in constant time.
+ *   count and compares in constant time;
+ * - {@link dummyHashFor} is what unknown users are checked against, so that
+ *   they cost the same PBKDF2 work as a wrong password for a real user and
+ *   timing does not tell which user names exist.
  *
  * No `Deno.*` here: WebCrypto is a web standard, so this file stays pure.
  */
@@ -112,4 +115,57 @@ export async function verifyPassword(password: string, stored: string): Promise<
   let diff = 0;
   for (let i = 0; i < expected.length; i++) diff |= got[i]! ^ expected[i]!;
   return diff === 0;
+}
+
+/** PBKDF2 cost of a stored hash. */
+export interface HashParameters {
+  /** Iteration count. */
+  iterations: number;
+  /** Derived key length, bytes. */
+  hashBytes: number;
+}
+
+/**
+ * The cost {@link verifyPassword} would spend on `stored`.
+ * @returns null for a hash it would refuse without deriving anything
+ */
+export function hashParameters(stored: string): HashParameters | null {
+  const m = HASH_FORMAT.exec(stored);
+  if (!m) return null;
+  const iterations = Number(m[1]);
+  if (!Number.isSafeInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS) return null;
+  try {
+    const hashBytes = fromBase64(m[3]!).length;
+    fromBase64(m[2]!);
+    return hashBytes === 0 || hashBytes > 64 ? null : { iterations, hashBytes };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A hash no password matches (random salt and random "hash"), with the
+ * highest cost among `stored` (or the default cost when there is none), so
+ * checking an unknown user takes as long as checking a real one. With mixed
+ * costs in `[imap.users]`, users with a cheaper hash remain distinguishable
+ * by timing; re-hash them with the default to avoid that.
+ *
+ * @example
+ * ```ts
+ * import { dummyHashFor, hashParameters } from "./password.ts";
+ * const real = "pbkdf2-sha256$600000$c2FsdHNhbHRzYWx0c2FsdA==$" + btoa("x".repeat(32));
+ * const d = dummyHashFor([real]);
+ * if (hashParameters(d)!.iterations !== 600_000) throw new Error("same cost");
+ * ```
+ */
+export function dummyHashFor(stored: Iterable<string>): string {
+  let best: HashParameters | null = null;
+  for (const h of stored) {
+    const p = hashParameters(h);
+    if (p && (best === null || p.iterations > best.iterations)) best = p;
+  }
+  const { iterations, hashBytes } = best ?? { iterations: DEFAULT_ITERATIONS, hashBytes: HASH_BYTES };
+  const salt = crypto.getRandomValues(new Uint8Array(SALT_BYTES));
+  const hash = crypto.getRandomValues(new Uint8Array(hashBytes));
+  return `pbkdf2-sha256$${iterations}$${toBase64(salt)}$${toBase64(hash)}`;
 }

@@ -61,6 +61,7 @@ export async function serveProxy(
   };
   const timer = new SessionTimer(config.limits, (reason) => {
     m.c.timeouts++;
+    m.disconnects[reason === "login" ? "login_timeout" : "idle_timeout"]++;
     log.debug(`session ${remote}: ${reason} timeout`);
     const text = reason === "login" ? "Login timeout" : "Autologout; idle for too long";
     within(clientW.write(enc.encode(`* BYE ${text}\r\n`)), FLUSH_GRACE_MS).finally(finish);
@@ -102,6 +103,7 @@ export async function serveProxy(
             break;
           case "close":
             ending = true;
+            m.disconnects[a.code]++;
             break;
           case "event":
             switch (a.event) {

@@ -36,7 +36,8 @@
 import { rewriteCapabilityLine } from "./capability.ts";
 import { concat, encodeReplies, isQuotable, type MetadataEntry, type Reply } from "./encoder.ts";
 import { type GetMetadataRequest, lookupMetadata, parseGetMetadata, parseSetMetadata } from "./metadata.ts";
-import { type Command, CommandParser, literalAtEnd } from "./parser.ts";
+import { InputBuffer } from "./input_buffer.ts";
+import { type Command, CommandParser, literalAtEnd, type Token } from "./parser.ts";
 import { setMetadataReply } from "./session.ts";
 
 /** Settings of every proxy session of a listener. */
@@ -51,7 +52,19 @@ export interface ProxySessionConfig {
   maxProxyLiteralBytes: number;
   /** Delay before a failed login reaches the client, ms. */
   failedLoginDelayMs: number;
+  /**
+   * Most bytes held for commands the upstream has not answered yet (our own
+   * replies waiting their turn, intercepted commands, forwarded tags); over
+   * it the session ends with `* BYE` (default 1 MiB).
+   */
+  maxPendingReplyBytes?: number;
 }
+
+/** Default of {@link ProxySessionConfig.maxPendingReplyBytes}. */
+export const DEFAULT_MAX_PENDING_REPLY_BYTES = 1024 * 1024;
+
+/** Why the session asked to be closed, for `imap_disconnects_by_reason_total`. */
+export type ProxyCloseCode = "reply_queue_full" | "line_too_long" | "literal_too_large" | "protocol_error";
 
 /** Metric-worthy things that happened. */
 export type ProxyEvent = "intercepted" | "getmetadata" | "login-ok" | "login-failed" | "bad" | "limit";
@@ -60,7 +73,7 @@ export type ProxyEvent = "intercepted" | "getmetadata" | "login-ok" | "login-fai
 export type ProxyAction =
   | { type: "to-upstream"; bytes: Uint8Array }
   | { type: "to-client"; bytes: Uint8Array; delayMs?: number }
-  | { type: "close"; reason: string }
+  | { type: "close"; reason: string; code: ProxyCloseCode }
   | { type: "event"; event: ProxyEvent };
 
 /** Commands we answer (or rewrite) ourselves. */
@@ -102,6 +115,34 @@ type QueueEntry =
   | { kind: "forwarded"; tag: string }
   | { kind: "local"; bytes: Uint8Array }
   | { kind: "deferred"; command: Command };
+
+/**
+ * Bytes an entry holds, roughly: payload plus what a small JS object costs.
+ * The overhead also caps the entry count (4096 at the default 1 MiB), which
+ * keeps the queue's O(n) operations (shift, findIndex) cheap.
+ */
+function entrySize(e: QueueEntry): number {
+  const OVERHEAD = 256;
+  switch (e.kind) {
+    case "forwarded":
+      return OVERHEAD + e.tag.length;
+    case "local":
+      return OVERHEAD + e.bytes.length;
+    case "deferred":
+      return OVERHEAD + e.command.tag.length + e.command.name.length + tokensSize(e.command.args);
+  }
+}
+
+function tokensSize(tokens: readonly Token[]): number {
+  let n = 0;
+  for (const t of tokens) n += 16 + (t.type === "list" ? tokensSize(t.items) : t.value.length);
+  return n;
+}
+
+function closeCodeOf(parserMessage: string): ProxyCloseCode {
+  if (/too long/i.test(parserMessage)) return "line_too_long";
+  return /too large/i.test(parserMessage) ? "literal_too_large" : "protocol_error";
+}
 
 function join(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return b.slice();
@@ -149,7 +190,7 @@ export class ProxySession {
   #closed = false;
 
   // Client side.
-  #cbuf: Uint8Array = EMPTY;
+  readonly #cin = new InputBuffer();
   #cscan = 0;
   #cmode: ClientMode = { kind: "line", start: true };
   /** Tag of the forwarded command whose lines are in flight (for await-go). */
@@ -158,13 +199,14 @@ export class ProxySession {
   #contTag: string | null = null;
 
   // Upstream side.
-  #ubuf: Uint8Array = EMPTY;
+  readonly #uin = new InputBuffer();
   #uscan = 0;
   #umode: UpstreamMode = { kind: "line", start: true, info: null };
   #greeted = false;
 
   // Shared.
   #queue: QueueEntry[] = [];
+  #queuedBytes = 0;
   #loginTags = new Set<string>();
   #authenticated = false;
   #upCaps = new Set<string>();
@@ -184,13 +226,23 @@ export class ProxySession {
     return this.#upCaps;
   }
 
+  /** Unconsumed client bytes, a view valid until the next push. */
+  get #cbuf(): Uint8Array {
+    return this.#cin.view();
+  }
+
+  /** Unconsumed upstream bytes, a view valid until the next push. */
+  get #ubuf(): Uint8Array {
+    return this.#uin.view();
+  }
+
   /** Bytes the client sent. */
   fromClient(chunk: Uint8Array): ProxyAction[] {
     if (!this.#closed) {
-      this.#cbuf = join(this.#cbuf, chunk);
+      this.#cin.push(chunk);
       this.#pumpClient();
       if (!this.#closed && this.#cmode.kind === "await-go" && this.#cbuf.length > this.#cfg.maxLineBytes) {
-        this.#closeWith("Data sent before the literal was accepted");
+        this.#closeWith("Data sent before the literal was accepted", "protocol_error");
       }
     }
     return this.#take();
@@ -199,7 +251,7 @@ export class ProxySession {
   /** Bytes the upstream sent. */
   fromUpstream(chunk: Uint8Array): ProxyAction[] {
     if (!this.#closed) {
-      this.#ubuf = join(this.#ubuf, chunk);
+      this.#uin.push(chunk);
       this.#pumpUpstream();
     }
     return this.#take();
@@ -211,12 +263,14 @@ export class ProxySession {
     return out;
   }
 
+  // Both copy: `bytes` is often a view of an input buffer, which a later push may overwrite while the write is pending.
   #toUpstream(bytes: Uint8Array): void {
-    if (bytes.length > 0) this.#out.push({ type: "to-upstream", bytes });
+    if (bytes.length > 0) this.#out.push({ type: "to-upstream", bytes: bytes.slice() });
   }
 
   #toClient(bytes: Uint8Array, delayMs = 0): void {
     if (bytes.length === 0) return;
+    bytes = bytes.slice();
     this.#out.push(delayMs > 0 ? { type: "to-client", bytes, delayMs } : { type: "to-client", bytes });
   }
 
@@ -224,16 +278,45 @@ export class ProxySession {
     this.#out.push({ type: "event", event });
   }
 
-  #closeWith(text: string): void {
+  #closeWith(text: string, code: ProxyCloseCode): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#toClient(enc.encode(`* BYE ${text}\r\n`));
-    this.#out.push({ type: "close", reason: text });
+    this.#out.push({ type: "close", reason: text, code });
+  }
+
+  /** Bytes copied into both input buffers so far: linear in what arrived (for tests of the cost). */
+  get inputBytesCopied(): number {
+    return this.#cin.copied + this.#uin.copied;
+  }
+
+  /** Bytes held in {@link #queue}, as {@link entrySize} counts them. */
+  get pendingBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** Adds entries at the queue's tail (or head); ends the session when the queue grows past its cap. */
+  #enqueue(entries: QueueEntry[], atHead = false): void {
+    for (const e of entries) this.#queuedBytes += entrySize(e);
+    if (atHead) this.#queue.unshift(...entries);
+    else this.#queue.push(...entries);
+    const max = this.#cfg.maxPendingReplyBytes ?? DEFAULT_MAX_PENDING_REPLY_BYTES;
+    if (this.#queuedBytes > max) {
+      // A client pipelining commands we answer while the upstream sits on an earlier one: it is not reading in step.
+      this.#queue = [];
+      this.#queuedBytes = 0;
+      this.#closeWith("Too many commands waiting for replies", "reply_queue_full");
+    }
+  }
+
+  #dequeueAt(i: number): void {
+    const e = i === 0 ? this.#queue.shift() : this.#queue.splice(i, 1)[0];
+    if (e) this.#queuedBytes -= entrySize(e);
   }
 
   /** Queues our own replies behind earlier commands. */
   #local(replies: Reply[]): void {
-    this.#queue.push({ kind: "local", bytes: encodeReplies(replies) });
+    this.#enqueue([{ kind: "local", bytes: encodeReplies(replies) }]);
   }
 
   #bad(tag: string | null, text: string): void {
@@ -246,7 +329,7 @@ export class ProxySession {
   // ---- client side -------------------------------------------------------
 
   #consumeClient(n: number): void {
-    this.#cbuf = this.#cbuf.subarray(n);
+    this.#cin.consume(n);
     this.#cscan = 0;
   }
 
@@ -281,7 +364,7 @@ export class ProxySession {
         const ann = literalAtEnd(stripEol(tailOf(m.tail, this.#cbuf.subarray(0, lf + 1))));
         this.#consumeClient(lf + 1);
         if (ann !== null && !ann.sync) {
-          this.#closeWith("Line too long");
+          this.#closeWith("Line too long", "line_too_long");
           break;
         }
         this.#cmode = { kind: "line", start: true };
@@ -320,14 +403,12 @@ export class ProxySession {
       if (head !== null && INTERCEPTED.has(head.name)) {
         const parser = new CommandParser({ maxLineBytes: max, maxLiteralBytes: this.#cfg.maxLiteralBytes });
         parser.push(line);
-        parser.push(this.#cbuf);
-        this.#consumeClient(this.#cbuf.length);
         this.#cmode = { kind: "intercept", parser, tag: head.tag };
         this.#event("intercepted");
         return true;
       }
       if (head !== null) {
-        this.#queue.push({ kind: "forwarded", tag: head.tag });
+        this.#enqueue([{ kind: "forwarded", tag: head.tag }]);
         if (head.name === "LOGIN" || head.name === "AUTHENTICATE") this.#loginTags.add(head.tag);
         if (CONTINUED.has(head.name)) this.#contTag = head.tag;
       }
@@ -349,7 +430,7 @@ export class ProxySession {
         this.#cmode = { kind: "line", start: true };
         return true;
       }
-      this.#closeWith("Literal too large");
+      this.#closeWith("Literal too large", "literal_too_large");
       return false;
     }
     this.#toUpstream(line);
@@ -363,7 +444,7 @@ export class ProxySession {
   #overlong(start: boolean, seen: Uint8Array, complete: boolean): void {
     this.#event("limit");
     if (!start || this.#contTag !== null) {
-      this.#closeWith("Line too long");
+      this.#closeWith("Line too long", "line_too_long");
       return;
     }
     const head = commandHead(seen);
@@ -371,7 +452,7 @@ export class ProxySession {
     if (complete) {
       const ann = literalAtEnd(stripEol(seen));
       this.#consumeClient(seen.length);
-      if (ann !== null && !ann.sync) this.#closeWith("Line too long");
+      if (ann !== null && !ann.sync) this.#closeWith("Line too long", "line_too_long");
       return;
     }
     this.#cmode = { kind: "skip-line", tail: tailOf(EMPTY, this.#cbuf) };
@@ -380,15 +461,19 @@ export class ProxySession {
 
   /** Runs the intercept parser; false when it needs more bytes. */
   #pumpIntercept(m: { kind: "intercept"; parser: CommandParser; tag: string }): boolean {
-    if (this.#cbuf.length > 0) {
-      m.parser.push(this.#cbuf);
-      this.#consumeClient(this.#cbuf.length);
-    }
     for (;;) {
       const ev = m.parser.next();
       switch (ev.type) {
-        case "need-more":
-          return false;
+        case "need-more": {
+          // Feed it one line at a time (literal bytes included): handing it the whole buffer, to take the rest
+          // back after each command, re-copied a pipelined read once per intercepted command.
+          if (this.#cbuf.length === 0) return false;
+          const lf = this.#cbuf.indexOf(LF);
+          const n = lf < 0 ? this.#cbuf.length : lf + 1;
+          m.parser.push(this.#cbuf.subarray(0, n));
+          this.#consumeClient(n);
+          continue;
+        }
         case "continue":
           this.#local([{ type: "continue", text: "Ready for literal data" }]);
           this.#flush();
@@ -398,17 +483,17 @@ export class ProxySession {
         case "error":
           if (/too (long|large)/.test(ev.message)) this.#event("limit");
           if (ev.fatal || !m.parser.idle) {
-            this.#closeWith(ev.message);
+            this.#closeWith(ev.message, closeCodeOf(ev.message));
             return false;
           }
           this.#bad(ev.tag ?? m.tag, ev.message);
-          this.#cbuf = m.parser.takeBuffered();
+          this.#cin.prepend(m.parser.takeBuffered());
           this.#cmode = { kind: "line", start: true };
           return true;
         case "command":
-          this.#cbuf = m.parser.takeBuffered();
+          this.#cin.prepend(m.parser.takeBuffered());
           this.#cmode = { kind: "line", start: true };
-          this.#queue.push({ kind: "deferred", command: ev.command });
+          this.#enqueue([{ kind: "deferred", command: ev.command }]);
           return true;
       }
     }
@@ -416,7 +501,7 @@ export class ProxySession {
 
   #unqueue(tag: string): void {
     const i = this.#queue.findIndex((e) => e.kind === "forwarded" && e.tag === tag);
-    if (i >= 0) this.#queue.splice(i, 1);
+    if (i >= 0) this.#dequeueAt(i);
   }
 
   // ---- our answers -------------------------------------------------------
@@ -428,12 +513,11 @@ export class ProxySession {
     while (this.#queue.length > 0) {
       const e = this.#queue[0]!;
       if (e.kind === "forwarded") return;
-      this.#queue.shift();
+      this.#dequeueAt(0);
       if (e.kind === "local") {
         this.#toClient(e.bytes);
       } else {
-        const entries = this.#answer(e.command);
-        this.#queue.unshift(...entries);
+        this.#enqueue(this.#answer(e.command), true);
       }
     }
   }
@@ -484,18 +568,23 @@ export class ProxySession {
     const store = this.#cfg.entries;
     const upstreamHas = this.#upCaps.has("METADATA");
     const ours = req.mailbox === "" ? req.entries.filter((n) => store.has(n.toLowerCase())) : [];
-    const remote = upstreamHas ? req.entries.filter((n) => !ours.includes(n)) : [];
+    // Sets, not Array.includes: the entry list is client input (thousands of names fit a line), and per-name scans
+    // of it were quadratic.
+    const oursSet = new Set(ours);
+    const remote = upstreamHas ? req.entries.filter((n) => !oursSet.has(n)) : [];
     // Without upstream METADATA every name is ours: unknown ones are NIL; other mailboxes have no entries.
     const answered = upstreamHas ? ours : req.entries;
+    const storeKeys = [...store.keys()];
     const withChildren = req.depth === "0" ? [] : remote.filter((n) => {
       const p = n.toLowerCase() + "/";
-      return req.mailbox === "" && [...store.keys()].some((k) => k.startsWith(p));
+      return req.mailbox === "" && storeKeys.some((k) => k.startsWith(p));
     });
+    const withChildrenSet = new Set(withChildren);
     const found = lookupMetadata(req.mailbox === "" ? store : new Map(), {
       ...req,
       entries: [...answered, ...withChildren],
     });
-    const entries: MetadataEntry[] = found.entries.filter((e) => !(e.value === null && withChildren.includes(e.name)));
+    const entries: MetadataEntry[] = found.entries.filter((e) => !(e.value === null && withChildrenSet.has(e.name)));
     const out: QueueEntry[] = [];
     if (entries.length > 0) out.push(local([{ type: "metadata", mailbox: req.mailbox, entries }]));
     if (remote.length === 0) {
@@ -566,7 +655,7 @@ export class ProxySession {
   // ---- upstream side -----------------------------------------------------
 
   #consumeUpstream(n: number): void {
-    this.#ubuf = this.#ubuf.subarray(n);
+    this.#uin.consume(n);
     this.#uscan = 0;
   }
 

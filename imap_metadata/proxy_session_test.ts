@@ -250,3 +250,55 @@ Deno.test("ProxySession streams a very long upstream line without buffering it",
   h.u(`${ids.slice(20000)}\r\ns OK Search completed.\r\n`);
   assert.ok(h.take().client.endsWith("s OK Search completed.\r\n"));
 });
+
+Deno.test("ProxySession ends a session whose pipelined replies pile up behind a silent upstream", () => {
+  const cap = 16 * 1024;
+  const h = new Harness({ ...CFG, maxPendingReplyBytes: cap });
+  // No greeting yet: nothing we answer may be written, so every GETMETADATA waits in the queue.
+  const line = 'g GETMETADATA "" /shared/vendor/deltachat/irohrelay\r\n';
+  let sent = 0;
+  let actions: ProxyAction[] = [];
+  for (; sent < 10_000 && !h.closed; sent++) {
+    actions = h.p.fromClient(enc.encode(line));
+    for (const a of actions) if (a.type === "close") h.closed = true;
+    assert.ok(h.p.pendingBytes <= cap, `held ${h.p.pendingBytes} bytes`);
+  }
+  assert.ok(h.closed, "closed");
+  assert.ok(sent < 1000, `closed after ${sent} lines`);
+  const close = actions.find((a) => a.type === "close");
+  assert.equal(close?.type === "close" && close.code, "reply_queue_full");
+  const bye = actions.find((a) => a.type === "to-client");
+  assert.match(dec.decode(bye?.type === "to-client" ? bye.bytes : new Uint8Array()), /^\* BYE /);
+});
+
+Deno.test("ProxySession keeps a normal pipelined burst under the cap", () => {
+  const h = loggedIn({ ...CFG, maxPendingReplyBytes: 16 * 1024 });
+  // A forwarded command the upstream has not answered, then ten of ours behind it.
+  h.c("s1 SELECT INBOX\r\n");
+  for (let i = 0; i < 10; i++) h.c(`m${i} GETMETADATA "" /shared/comment\r\n`);
+  assert.equal(h.closed, false);
+  assert.equal(h.take().client, "");
+  h.u("s1 OK [READ-WRITE] done\r\n");
+  const client = h.take().client;
+  assert.match(client, /^s1 OK .*m9 OK GETMETADATA completed\r\n$/s);
+  assert.equal(h.p.pendingBytes, 0);
+});
+
+Deno.test("ProxySession assembles a 60 KB line sent one byte per read with linear copying", () => {
+  const h = new Harness({ ...CFG, maxLineBytes: 64 * 1024 }).u(GREETING);
+  const line = enc.encode(`a1 NOOP ${"x".repeat(60 * 1024)}\r\n`);
+  for (let i = 0; i < line.length; i++) h.c(line.subarray(i, i + 1));
+  assert.equal(h.up.length, line.length, "forwarded whole");
+  assert.ok(h.p.inputBytesCopied < 3 * line.length + GREETING.length * 3, `copied ${h.p.inputBytesCopied}`);
+});
+
+Deno.test("ProxySession copies a read of many pipelined intercepted commands once, not once per command", () => {
+  const h = loggedIn({ ...CFG, maxPendingReplyBytes: 1 << 20 });
+  const before = h.p.inputBytesCopied;
+  const chunk = enc.encode('g GETMETADATA "" /shared/comment\r\n'.repeat(900));
+  h.c(chunk);
+  assert.equal(h.client.split("g OK GETMETADATA completed").length - 1, 900);
+  const copied = h.p.inputBytesCopied - before;
+  // Handing the whole rest of the read to each command's parser and back copied ~900 × 15 KB here.
+  assert.ok(copied < 3 * chunk.length, `copied ${copied} bytes for a ${chunk.length}-byte read`);
+});

@@ -10,6 +10,9 @@ const PURE = [
   "proxy_session.ts",
   "metrics.ts",
   "password.ts",
+  "input_buffer.ts",
+  "list_pattern.ts",
+  "login_guard.ts",
 ];
 
 Deno.test("pure imap_metadata files mention no Deno API, timer or socket module", async () => {

@@ -20,8 +20,11 @@
 
 import { STANDALONE_POST_LOGIN, STANDALONE_PRE_LOGIN } from "./capability.ts";
 import { astring, capabilityCode, capabilityData, type Reply } from "./encoder.ts";
+import { listMatch } from "./list_pattern.ts";
 import { lookupMetadata, parseGetMetadata, parseSetMetadata } from "./metadata.ts";
 import { type Command, isAtom, type Token, tokenText } from "./parser.ts";
+
+export { listMatch } from "./list_pattern.ts";
 
 /** Static settings of every session of a listener. */
 export interface SessionConfig {
@@ -60,7 +63,7 @@ export type SessionInput =
   | { type: "line"; text: string }
   | { type: "continue" }
   | { type: "parse-error"; tag: string | null; message: string; fatal: boolean }
-  | { type: "login-result"; ok: boolean }
+  | { type: "login-result"; ok: boolean; unavailable?: boolean }
   | { type: "timeout"; reason: "login" | "idle" };
 
 /** What {@link step} returns. */
@@ -230,6 +233,9 @@ export function step(cfg: SessionConfig, state: SessionState, input: SessionInpu
       if (input.ok) {
         o.state.phase = "authenticated";
         o.ok(w.tag, `${w.command} completed`, capabilityCode(capabilitiesFor("authenticated")));
+      } else if (input.unavailable) {
+        // RFC 5530: a temporary failure; the password was not checked.
+        o.no(w.tag, "Too many logins in progress, try again later", "UNAVAILABLE");
       } else {
         o.no(w.tag, "Authentication failed", "AUTHENTICATIONFAILED");
       }
@@ -529,17 +535,6 @@ function setMetadata(o: Out, cmd: Command): void {
   }
   o.state.errors = 0;
   o.replies.push(setMetadataReply(cmd.tag, req, isInbox));
-}
-
-/** Matches a LIST pattern (`*` any, `%` any but the `/` delimiter) against a name. */
-export function listMatch(pattern: string, name: string): boolean {
-  let re = "^";
-  for (const ch of pattern) {
-    if (ch === "*") re += ".*";
-    else if (ch === "%") re += "[^/]*";
-    else re += ch.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(re + "$", "i").test(name);
 }
 
 function list(o: Out, cmd: Command): void {

@@ -110,6 +110,9 @@ Deno.test("200 concurrent misbehaving sessions each get their own error or timeo
     assert.match(m, /^imap_timeouts_total 40$/m);
     assert.match(m, /^imap_limit_errors_total 120$/m);
     assert.match(m, /^imap_sessions_total 201$/m);
+    assert.match(m, /^imap_disconnects_by_reason_total\{reason="login_timeout"\} 40$/m);
+    assert.match(m, /^imap_disconnects_by_reason_total\{reason="literal_too_large"\} 40$/m);
+    assert.match(m, /^imap_disconnects_by_reason_total\{reason="too_many_errors"\} 40$/m);
   } finally {
     await s.close();
   }
