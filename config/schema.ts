@@ -145,6 +145,9 @@ export type MeshConfig =
     pollMs?: number;
   };
 
+/** Default STUN port (upstream `DEFAULT_STUN_PORT`). */
+export const DEFAULT_STUN_PORT = 3478;
+
 /** Default `[mesh] channel_prefix`. */
 export const DEFAULT_MESH_PREFIX = "iroh-relay";
 /** Default `[mesh] redis_url`. */
@@ -164,8 +167,10 @@ export interface Config {
   enableRelay: boolean;
   /** Plain HTTP listener: the relay, or only the captive portal when TLS is on. */
   httpBindAddr: BindAddr;
-  /** STUN (0.35 only; parsed, not served). */
+  /** STUN server (0.35 clients use it to learn their public address). */
   enableStun: boolean;
+  /** STUN UDP listener (default: the IP of `http_bind_addr`, port 3478). */
+  stunBindAddr: BindAddr;
   /** QUIC address discovery (parsed, not served). */
   enableQuicAddrDiscovery: boolean;
   /** Serve Prometheus metrics. */
@@ -375,7 +380,7 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
   const enableRelay = r.bool("enable_relay", true);
   const httpBindAddr = r.addr("http_bind_addr") ?? { hostname: "::", port: envIn.dev ? 3340 : 80 };
   const enableStun = r.bool("enable_stun", true);
-  if (r.has("stun_bind_addr")) r.addr("stun_bind_addr");
+  const stunBindAddr = r.addr("stun_bind_addr") ?? { hostname: httpBindAddr.hostname, port: DEFAULT_STUN_PORT };
   const enableQuicAddrDiscovery = r.bool("enable_quic_addr_discovery", false);
   let enableMetrics = r.bool("enable_metrics", true);
   const metricsBindAddr = r.addr("metrics_bind_addr") ?? { hostname: httpBindAddr.hostname, port: 9090 };
@@ -450,9 +455,6 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
       "enable_quic_addr_discovery: QUIC address discovery is not served by this relay; clients fall back to /ping probes",
     );
   }
-  if (enableStun && r.has("enable_stun")) {
-    warnings.push("enable_stun: STUN is not served by this relay; set enable_stun = false to silence this");
-  }
   if (envIn.dev) enableMetrics = false;
 
   const log = readLog(r, readers);
@@ -465,6 +467,7 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
       enableRelay,
       httpBindAddr,
       enableStun,
+      stunBindAddr,
       enableQuicAddrDiscovery,
       enableMetrics,
       metricsBindAddr,
