@@ -14,11 +14,13 @@
  * Bad flags or config end with one `error: …` line and exit code 2.
  */
 
-import { type Config, ConfigError, configFromText, loadConfig } from "./config/mod.ts";
+import { type Config, ConfigError, configFromText, formatBindAddr, loadConfig } from "./config/mod.ts";
 import { createLogger, type Logger } from "./log/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type RelayService, startRelay } from "./relay/mod.ts";
 import { hashPassword, type ImapService, startImap } from "./imap_metadata/mod.ts";
+import { AcmeManager } from "./acme/mod.ts";
+import { startStunServer, type StunServer } from "./stun/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
 /** Our version, from `deno.json`. */
@@ -174,6 +176,15 @@ export interface Services {
   relay?: RelayService;
   /** The IMAP listener, if `[imap]` is present. */
   imap?: ImapService;
+  /** The STUN server, if `enable_stun`. */
+  stun?: StunServer;
+  /** Certificate renewal, with `cert_mode = "LetsEncrypt"`. */
+  acme?: AcmeManager;
+  /**
+   * Re-reads the certificate files into every TLS listener; new connections
+   * get the new certificate, open ones continue. SIGHUP and ACME both call it.
+   */
+  reloadTls(): Promise<void>;
   /** Stops everything. */
   close(): Promise<void>;
 }
@@ -187,27 +198,50 @@ export async function startServices(config: Config, log: Logger): Promise<Servic
     throw new ConfigError("enable_relay", "nothing to run: the relay is disabled and there is no [imap] section");
   }
   const services: Services = {
+    async reloadTls() {
+      await services.relay?.reloadTls();
+    },
     async close() {
-      await Promise.allSettled([services.imap?.close(), services.relay?.close()]);
+      services.acme?.close();
+      await Promise.allSettled([services.imap?.close(), services.relay?.close(), services.stun?.close()]);
     },
   };
   try {
     const health = {
       version: VERSION,
       gitHash: GIT_HASH,
-      services: () => ({ imap: services.imap ? services.imap.status() : "disabled" }),
+      services: () => ({
+        imap: services.imap ? services.imap.status() : "disabled",
+        ...(services.acme ? { certificate: services.acme.status().certificate } : {}),
+      }),
     };
     const relayLog = log.child("relay");
+    const tls = config.tls;
+    // Before any listener opens: the cached certificate, or a placeholder the TLS listeners can load.
+    if (tls?.acme && !tls.dangerousHttpOnly) {
+      services.acme = await AcmeManager.prepare(tls.acme, { log: log.child("acme") });
+    }
     // `[mesh]` links this instance to the others behind the same relay URL.
     const mesh = config.mesh ? meshFromConfig(config.mesh, { log: relayLog }) : undefined;
     services.relay = await startRelay(config, {
       log: relayLog,
       health,
-      extraMetrics: () => services.imap?.metrics() ?? "",
+      ...(services.acme ? { routes: [services.acme.route] } : {}),
+      extraMetrics: () => (services.imap?.metrics() ?? "") + (services.stun?.metrics.render() ?? ""),
       ...(mesh ? { core: { mesh } } : {}),
     });
     if (mesh) addMeshMetrics(services.relay.core.metrics, mesh);
     if (config.imap) services.imap = await startImap(config, { log: log.child("imap") });
+    if (config.enableStun) {
+      const stunLog = log.child("stun");
+      try {
+        services.stun = startStunServer(config.stunBindAddr, { log: stunLog });
+      } catch (e) {
+        throw new Error(`stun_bind_addr ${formatBindAddr(config.stunBindAddr)}: ${(e as Error).message}`);
+      }
+      stunLog.info(`STUN listening on udp://${formatBindAddr(services.stun.addr)}`);
+    }
+    services.acme?.start(() => services.reloadTls());
   } catch (e) {
     await services.close();
     throw e;
@@ -296,7 +330,7 @@ export async function main(args: string[]): Promise<number> {
     log.info("SIGHUP: reloading access control and TLS certificate");
     // Side by side: re-checking many clients against a slow access hook must not delay the certificate.
     reloadAccess(cli, relay, log).catch((e) => log.error(`access reload failed: ${(e as Error).message}`));
-    relay.reloadTls().then(
+    services!.reloadTls().then(
       () => log.info("TLS certificate reloaded"),
       (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
     );

@@ -45,9 +45,12 @@ if (import.meta.main) {
   const args = [
     "compile",
     // The permissions the service needs, baked in: network, reading its config and
-    // certificates, environment (IROH_RELAY_* overrides), and the host name.
+    // certificates, writing ACME certificates to cert_dir, environment (IROH_RELAY_*
+    // overrides), and the host name. deno.json's "unstable": ["net"] (STUN's UDP socket)
+    // is read by `deno compile` and baked in as well.
     "--allow-net",
     "--allow-read",
+    "--allow-write",
     "--allow-env",
     "--allow-sys=hostname",
     "--include",

@@ -7,7 +7,7 @@
  * address family; failures are socket errors. `ratelimited` is ours.
  */
 
-import { type Counts, renderMetrics, zeroCounts } from "../metrics/openmetrics.ts";
+import { type Counts, renderMetrics, zeroCounts } from "../metrics/mod.ts";
 
 const COUNTERS = {
   requests: ["requests", "Datagrams received on the STUN port"],

@@ -173,7 +173,9 @@ async function startMain(args: string[]): Promise<{ child: Deno.ChildProcess; po
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   Deno.test(`main.ts stops on ${signal}: clients are closed, exit code 0`, async () => {
-    const path = await tempToml('http_bind_addr = "127.0.0.1:0"\nenable_metrics = false');
+    const path = await tempToml(
+      'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nstun_bind_addr = "127.0.0.1:0"',
+    );
     const { child, port, stderr } = await startMain(["--config", path]);
     try {
       const a = await connectClient(port, "derp");

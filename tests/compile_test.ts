@@ -51,7 +51,10 @@ Deno.test({
       const text = new TextDecoder().decode(version.stdout);
       assert.match(text, /^iroh-relay-deno \d+\.\d+\.\d+ \(git [0-9a-f]{12}/);
 
-      await Deno.writeTextFile(`${dir}/relay.toml`, 'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n');
+      await Deno.writeTextFile(
+        `${dir}/relay.toml`,
+        'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nstun_bind_addr = "127.0.0.1:0"\n',
+      );
       const child = new Deno.Command(binary, {
         args: ["--config", `${dir}/relay.toml`],
         stdout: "null",
@@ -67,7 +70,8 @@ Deno.test({
               if (done) throw new Error(`binary exited: ${log}`);
               log += value;
               const m = /relay listening on http:\/\/\S+:(\d+)/.exec(log);
-              if (m) return Number(m[1]);
+              // STUN needs the unstable `net` API: deno.json's "unstable" must be baked into the binary.
+              if (m && /STUN listening on udp:/.test(log)) return Number(m[1]);
             }
           })(),
           20_000,

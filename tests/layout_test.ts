@@ -33,6 +33,11 @@ const DENO_FREE = [
   "redis/resp.ts",
   "config/schema.ts",
   "config/key_text.ts",
+  "stun/codec.ts",
+  "stun/rate_limit.ts",
+  "stun/metrics.ts",
+  "acme/schedule.ts",
+  "acme/http01.ts",
 ];
 
 /** Source without comments, so prose may still name `Deno.serve`. */

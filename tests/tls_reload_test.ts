@@ -32,7 +32,7 @@ Deno.test("SIGHUP re-reads the TLS certificate: new connections get it, open one
   await Deno.copyFile(A.key, key);
   await Deno.writeTextFile(
     `${dir}/relay.toml`,
-    `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n[tls]\ncert_mode = "Manual"\n` +
+    `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n[tls]\ncert_mode = "Manual"\n` +
       `https_bind_addr = "127.0.0.1:0"\nmanual_cert_path = "${cert}"\nmanual_key_path = "${key}"\n`,
   );
   const main = new MainProcess(["--config", `${dir}/relay.toml`]);
@@ -79,7 +79,7 @@ Deno.test("SIGHUP re-reads the TLS certificate: new connections get it, open one
 Deno.test("SIGHUP re-reads access control: a newly denied key is disconnected and refused, others stay", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/relay.toml`;
-  await Deno.writeTextFile(path, 'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n');
+  await Deno.writeTextFile(path, 'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n');
   const main = new MainProcess(["--config", path]);
   const open: TestRelayClient[] = [];
   try {
@@ -94,7 +94,7 @@ Deno.test("SIGHUP re-reads access control: a newly denied key is disconnected an
     const hex = [...victim.publicKey].map((b) => b.toString(16).padStart(2, "0")).join("");
     await Deno.writeTextFile(
       path,
-      `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\naccess.denylist = ["${hex}"]\n`,
+      `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\naccess.denylist = ["${hex}"]\n`,
     );
     let mark = main.log.length;
     main.child.kill("SIGHUP");
