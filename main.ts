@@ -19,7 +19,7 @@ import { createLogger, type Logger } from "./log/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type RelayService, startRelay } from "./relay/mod.ts";
 import { hashPassword, type ImapService, startImap } from "./imap_metadata/mod.ts";
-import { AcmeManager } from "./acme/mod.ts";
+import { AcmeManager, type AcmeOptions } from "./acme/mod.ts";
 import { startStunServer, type StunServer } from "./stun/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -189,11 +189,17 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/** Knobs of {@link startServices} that are not config keys (tests shorten ACME's waits). */
+export interface ServiceTuning {
+  /** ACME retry backoff and status polling. */
+  acme?: Pick<AcmeOptions, "backoff" | "poll">;
+}
+
 /**
  * Starts every service `config` enables.
  * @throws {Error} nothing is enabled, or a listener cannot start
  */
-export async function startServices(config: Config, log: Logger): Promise<Services> {
+export async function startServices(config: Config, log: Logger, tuning: ServiceTuning = {}): Promise<Services> {
   if (!config.enableRelay && !config.imap) {
     throw new ConfigError("enable_relay", "nothing to run: the relay is disabled and there is no [imap] section");
   }
@@ -219,7 +225,7 @@ export async function startServices(config: Config, log: Logger): Promise<Servic
     const tls = config.tls;
     // Before any listener opens: the cached certificate, or a placeholder the TLS listeners can load.
     if (tls?.acme && !tls.dangerousHttpOnly) {
-      services.acme = await AcmeManager.prepare(tls.acme, { log: log.child("acme") });
+      services.acme = await AcmeManager.prepare(tls.acme, { ...tuning.acme, log: log.child("acme") });
     }
     // `[mesh]` links this instance to the others behind the same relay URL.
     const mesh = config.mesh ? meshFromConfig(config.mesh, { log: relayLog }) : undefined;

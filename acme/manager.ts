@@ -54,6 +54,33 @@ import {
 /** Longest single timer: setTimeout cannot wait longer than ~24.8 days, so long waits are re-armed daily. */
 const MAX_TIMER_MS = 24 * 60 * 60 * 1000;
 
+let acmeHttpConfigured = false;
+
+/**
+ * Settings of acme-client's own axios instance (process-wide, ACME only):
+ * - no per-request retries: our backoff retries whole attempts, and the
+ *   library's would sleep through a 429's Retry-After (hours) inside one;
+ * - a 30 s request timeout;
+ * - network errors (no response) are passed on as they are: acme-client
+ *   5.4.0's retry interceptor reads `error.response.config` once retries
+ *   are exhausted and throws "Cannot read properties of undefined (reading
+ *   'config')", which hides ECONNREFUSED and the like.
+ */
+function configureAcmeHttp(): void {
+  if (acmeHttpConfigured) return;
+  acmeHttpConfigured = true;
+  const defaults = acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number }; timeout: number };
+  defaults.acmeSettings.retryMaxAttempts = 0;
+  defaults.timeout = 30_000;
+  type Handler = { rejected?: (e: unknown) => unknown } | null;
+  const handlers = (acme.axios.interceptors.response as unknown as { handlers: Handler[] }).handlers;
+  for (const h of handlers) {
+    const rejected = h?.rejected;
+    if (!h || !rejected) continue;
+    h.rejected = (e) => (e as { response?: unknown })?.response ? rejected(e) : Promise.reject(e);
+  }
+}
+
 /** Options of {@link AcmeManager.prepare}. */
 export interface AcmeOptions {
   /** Logger (component `acme`). */
@@ -135,10 +162,7 @@ export class AcmeManager {
       // acme-client's own axios instance: the extra CA is trusted for ACME requests only.
       acme.axios.defaults.httpsAgent = new https.Agent({ ca });
     }
-    // Our backoff retries whole attempts; the library's per-request retries would hide a down CA for minutes.
-    (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings
-      .retryMaxAttempts = 0;
-    acme.axios.defaults.timeout = 30_000;
+    configureAcmeHttp();
     try {
       await ensureDir(this.#paths);
     } catch (e) {

@@ -370,15 +370,12 @@ export async function connectClient(
   kind: ClientKind,
   opts: ConnectOptions = {},
 ): Promise<TestRelayClient> {
+  // TLS: TCP to 127.0.0.1, then the handshake for `tlsHostname` (SNI and verification), which need not resolve.
   const conn = opts.tlsHostname
-    ? await Deno.connectTls(
-      {
-        hostname: "127.0.0.1",
-        port,
-        ...(opts.caCerts ? { caCerts: opts.caCerts } : {}),
-        serverName: opts.tlsHostname,
-      } as Deno.ConnectTlsOptions,
-    )
+    ? await Deno.startTls(await Deno.connect({ hostname: "127.0.0.1", port }), {
+      hostname: opts.tlsHostname,
+      ...(opts.caCerts ? { caCerts: opts.caCerts } : {}),
+    })
     : await Deno.connect({ hostname: "127.0.0.1", port });
   // Like the iroh clients (spec §8): no Nagle delay on small frames.
   if (!opts.tlsHostname) (conn as Deno.TcpConn).setNoDelay(true);
