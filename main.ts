@@ -19,7 +19,7 @@ import { createLogger, type Logger } from "./log/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type RelayService, startRelay } from "./relay/mod.ts";
 import { hashPassword, type ImapService, startImap } from "./imap_metadata/mod.ts";
-import { AcmeManager, type AcmeOptions } from "./acme/mod.ts";
+import { AcmeManager, type AcmeOptions, checkAcmeSetup } from "./acme/mod.ts";
 import { startStunServer, type StunServer } from "./stun/mod.ts";
 import denoJson from "./deno.json" with { type: "json" };
 
@@ -322,6 +322,9 @@ export async function main(args: string[]): Promise<number> {
   const log = createLogger({ level: config.log.level, format: config.log.format });
   for (const w of warnings) log.warn(`config ${w}`);
   if (cli.command === "check-config") {
+    // Beyond syntax: the files a LetsEncrypt table names must be usable here.
+    const acmeProblems = config.tls?.acme ? await checkAcmeSetup(config.tls.acme) : [];
+    if (acmeProblems.length) fail(acmeProblems.map((p) => `config ${p.key}: ${p.problem}`).join("\nerror: "));
     console.log(`${cli.configPath}: ok${warnings.length ? ` (${warnings.length} warning(s))` : ""}`);
     return 0;
   }

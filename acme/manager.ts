@@ -29,6 +29,7 @@ import type { AcmeConfig } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import type { HttpRoute } from "../relay/mod.ts";
 import { CHALLENGE_PREFIX, Http01Challenges } from "./http01.ts";
+import { readAcmeCa } from "./preflight.ts";
 import {
   type Backoff,
   type CertificateInfo,
@@ -150,17 +151,8 @@ export class AcmeManager {
 
   async #prepare(): Promise<void> {
     if (this.#cfg.caFile !== undefined) {
-      let ca: string;
-      try {
-        ca = await Deno.readTextFile(this.#cfg.caFile);
-      } catch (e) {
-        throw new Error(`tls.acme_ca_file ${this.#cfg.caFile}: ${(e as Error).message}`);
-      }
-      if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
-        throw new Error(`tls.acme_ca_file ${this.#cfg.caFile}: no PEM certificate in it`);
-      }
       // acme-client's own axios instance: the extra CA is trusted for ACME requests only.
-      acme.axios.defaults.httpsAgent = new https.Agent({ ca });
+      acme.axios.defaults.httpsAgent = new https.Agent({ ca: await readAcmeCa(this.#cfg.caFile) });
     }
     configureAcmeHttp();
     try {

@@ -17,6 +17,7 @@
 
 export { AcmeManager, type AcmeOptions, type AcmeStatus } from "./manager.ts";
 export { CHALLENGE_PREFIX, Http01Challenges } from "./http01.ts";
+export { type AcmeProblem, checkAcmeSetup } from "./preflight.ts";
 export {
   type Backoff,
   type CertificateInfo,

@@ -67,7 +67,8 @@ export function retryDelay(failures: number, backoff: Backoff, random: number): 
 
 /** A duration as operators read it: `45s`, `12m`, `3h`, `2d`. */
 export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
+  if (ms < 10_000) return `${(Math.max(0, ms) / 1000).toFixed(1)}s`;
+  const s = Math.round(ms / 1000);
   if (s < 120) return `${s}s`;
   if (s < 2 * 3600) return `${Math.round(s / 60)}m`;
   if (s < 2 * 86400) return `${Math.round(s / 3600)}h`;

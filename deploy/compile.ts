@@ -51,6 +51,8 @@ if (import.meta.main) {
     "--allow-net",
     "--allow-read",
     "--allow-write",
+    // Also in deno.json's "unstable"; named here too so the binary has it whatever compile reads from there.
+    "--unstable-net",
     "--allow-env",
     "--allow-sys=hostname",
     "--include",

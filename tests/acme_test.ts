@@ -203,7 +203,7 @@ Deno.test({
       services = await startServices(config, log.logger, { acme: FAST });
       const failure = await log.waitFor(/certificate request for relay\.acme\.test failed \(attempt 1\)/);
       assert.match(failure, /cannot reach the ACME server https:\/\/127\.0\.0\.1:\d+\/dir/);
-      assert.match(failure, /HTTPS keeps the placeholder; retrying in \d+s/);
+      assert.match(failure, /HTTPS keeps the placeholder; retrying in \d+(\.\d)?s/);
       await log.waitFor(/failed \(attempt 2\)/);
       // Meanwhile: HTTPS answers with the placeholder, the captive portal works.
       const served = await servedCertificate(services.relay!.httpsAddr!.port);
@@ -221,6 +221,51 @@ Deno.test({
       await client.ping();
       client.close();
       assert.equal(services.acme!.status().failures, 0);
+    } finally {
+      await services?.close();
+      await pebble?.stop();
+      await dns.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "LetsEncrypt mode: a hostname that does not point here and an untrusted ACME server are named in the log",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "acme-test-" });
+    const dns = startDnsStub([]); // the CA cannot resolve the name
+    const httpPort = freePort();
+    let pebble: Pebble | undefined;
+    let services: Services | undefined;
+    try {
+      pebble = await startPebble({ httpPort, dnsPort: dns.port, dir });
+      await Deno.writeTextFile(`${dir}/acme-ca.pem`, pebble.caPem);
+      const base = {
+        httpPort,
+        certDir: `${dir}/certs`,
+        directoryUrl: pebble.directoryUrl,
+        caFile: `${dir}/acme-ca.pem`,
+      };
+      let log = new LogCapture();
+      services = await startServices(relayConfig(base), log.logger, { acme: FAST });
+      const wrongName = await log.waitFor(/failed \(attempt 1\)/);
+      assert.match(wrongName, /validation of relay\.acme\.test failed \(the name must point at this server/);
+      assert.match(wrongName, /HTTPS keeps the placeholder; retrying in/);
+      assert.equal(services.acme!.status().certificate, "placeholder");
+      await services.close();
+      services = undefined;
+
+      // Without acme_ca_file the test CA's HTTPS certificate is not trusted.
+      await Deno.writeTextFile(`${dir}/other-ca.pem`, (await makeTestCa()).caPem);
+      log = new LogCapture();
+      services = await startServices(relayConfig({ ...base, caFile: `${dir}/other-ca.pem` }), log.logger, {
+        acme: FAST,
+      });
+      const untrusted = await log.waitFor(/failed \(attempt 1\)/);
+      assert.match(untrusted, /the ACME server's HTTPS certificate is not trusted .*acme_ca_file/);
+      assert.equal(pebble.orders(), 1, "only the first relay got as far as an order");
     } finally {
       await services?.close();
       await pebble?.stop();

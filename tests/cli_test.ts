@@ -64,7 +64,10 @@ Deno.test("main.ts names the bad config key in one line and exits 2", async () =
   const cases: [string, RegExp][] = [
     ['http_bind_addr = "nonsense"', /^error: config .*: http_bind_addr: expected "host:port"/],
     ["[limits.client.rx]\nmax_burst_bytes = 10", /^error: config .*: limits\.client\.rx\.max_burst_bytes: needs /],
-    ['[tls]\ncert_mode = "LetsEncrypt"', /^error: config .*: tls\.cert_mode: "LetsEncrypt" is not supported/],
+    [
+      '[tls]\ncert_mode = "LetsEncrypt"',
+      /^error: config .*: tls\.hostname: is required with cert_mode = "LetsEncrypt"/,
+    ],
     ["enable_relay = ", /^error: config .*: invalid TOML/],
     ["enable_relay = false", /^error: config enable_relay: nothing to run/],
   ];
@@ -238,4 +241,43 @@ echo exit=$?`;
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("main.ts check-config validates a LetsEncrypt table: keys, then the CA file and cert_dir it names", async () => {
+  const dir = await Deno.makeTempDir();
+  const le = (extra: string) =>
+    `http_bind_addr = "127.0.0.1:0"\n[tls]\ncert_mode = "LetsEncrypt"\nhostname = "relay.example.org"\n${extra}`;
+  const cases: [string, RegExp][] = [
+    [le('cert_dir = "x"'), /^error: config .*: tls\.contact: is required with cert_mode = "LetsEncrypt"/],
+    [
+      le(`contact = "a@example.org"\ncert_dir = "${dir}/certs"\nacme_ca_file = "${dir}/missing.pem"`),
+      /^error: config tls\.acme_ca_file: .*missing\.pem: No such file/,
+    ],
+    [
+      le(`contact = "a@example.org"\ncert_dir = "${dir}/no/such/certs"`),
+      /^error: config tls\.cert_dir: .*does not exist/,
+    ],
+  ];
+  try {
+    for (const [toml, expected] of cases) {
+      const path = await tempToml(toml);
+      try {
+        const r = await run(["check-config", "--config", path]);
+        assert.equal(r.code, 2, r.stderr);
+        assert.match(r.stderr.split("\n").find((l) => l.startsWith("error:")) ?? "", expected);
+      } finally {
+        await Deno.remove(path);
+      }
+    }
+    const ok = await tempToml(le(`contact = "a@example.org"\ncert_dir = "${dir}/certs"`));
+    try {
+      const r = await run(["check-config", "--config", ok]);
+      assert.equal(r.code, 0, r.stderr);
+      await assert.rejects(Deno.stat(`${dir}/certs`), "check-config creates nothing");
+    } finally {
+      await Deno.remove(ok);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -61,6 +61,8 @@ Deno.test("the systemd unit runs as a dedicated user with only CAP_NET_BIND_SERV
   assert.equal(directives.get("PrivateTmp"), "yes");
   assert.equal(directives.get("Restart"), "on-failure");
   assert.match(directives.get("ExecReload") ?? "", /kill -HUP \$MAINPID/);
+  // The one writable place (ProtectSystem=strict): cert_dir for cert_mode = "LetsEncrypt".
+  assert.equal(directives.get("StateDirectory"), "iroh-relay-deno");
   // V8's JIT needs writable+executable memory: this directive would make the service crash at start.
   assert.equal(directives.has("MemoryDenyWriteExecute"), false);
 });
