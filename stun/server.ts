@@ -83,10 +83,10 @@ export function startStunServer(addr: { hostname: string; port: number }, opts: 
         const sent = await conn.send(res, from);
         if (sent !== res.length) {
           metrics.c.failures++;
-        } else if (ipBytes(from.hostname).length === 4) {
-          metrics.c.ipv4Success++;
         } else {
-          metrics.c.ipv6Success++;
+          if (ipBytes(from.hostname).length === 4) metrics.c.ipv4Success++;
+          else metrics.c.ipv6Success++;
+          if (log?.debugEnabled) log.debug(`STUN: answered ${from.hostname}:${from.port} (${req.kind})`);
         }
       } catch (e) {
         if (closed) break;

@@ -26,7 +26,9 @@
  * 11. proof from our relay: its metrics show two 0.35 clients authenticated
  *     with the derp upgrade and packet/byte counters grown by at least the
  *     data; its log shows each core's own iroh node id connecting from that
- *     core's namespace;
+ *     core's namespace; its STUN counters grew and its log shows a Binding
+ *     request answered for each core's namespace address (iroh 0.35 probes
+ *     STUN on the relay host, UDP 3478);
  * 12. proof from core's own state: each core's iroh log (`RUST_LOG=info`)
  *     names our relay as its home relay and as the relay of the peer's node,
  *     never a direct path; each `dc.db` (read with the `sqlite3` CLI) lists
@@ -136,7 +138,7 @@ Deno.test({
       await step("9. realtime data alice -> bob", () => realtime(r, r.alice!, r.msgA!, r.bob!, r.msgB!));
       await step("10. realtime data bob -> alice", () => realtime(r, r.bob!, r.msgB!, r.alice!, r.msgA!));
       await step(
-        "11. proof: our relay's metrics and log show both cores and the data",
+        "11. proof: our relay's metrics and log show both cores, the data and their STUN requests",
         () => proveByMetricsAndRelayLog(r),
       );
       await step("12. proof: core's own state names our relay (iroh log, dc.db)", () => proveByCoreState(r));
@@ -187,7 +189,9 @@ async function startOurService(r: Run): Promise<void> {
     toml: `# written by tests/e2e/deltachat_e2e.ts
 enable_relay = true
 http_bind_addr = "${SERVICE_ADDR}:${relayPort}"
-enable_stun = false
+# iroh 0.35 probes STUN on the relay host's port 3478 (spec §8), whatever the relay port.
+enable_stun = true
+stun_bind_addr = "${SERVICE_ADDR}:3478"
 enable_metrics = true
 metrics_bind_addr = "127.0.0.1:${r.metricsPort}"
 access = "everyone"
@@ -431,6 +435,7 @@ function escapeRe(s: string): string {
 
 async function proveByMetricsAndRelayLog(r: Run): Promise<void> {
   await proveByMetrics(r);
+  await proveStun(r);
   // Tie the relay's view to core's: each core's own iroh node id connected from that core's namespace.
   const relayLog = await Deno.readTextFile(r.service!.logFile);
   for (const [i, a] of [r.alice!, r.bob!].entries()) {
@@ -442,6 +447,30 @@ async function proveByMetricsAndRelayLog(r: Run): Promise<void> {
       `our relay's log has no 0.35 connection of ${a.name}'s node ${id} from ${from}`,
     );
   }
+}
+
+/** Both cores asked our STUN server for their address (iroh 0.35's net report), and got answers. */
+async function proveStun(r: Run): Promise<void> {
+  const m = await r.service!.metrics();
+  const answered = (m.get("stun_ipv4_success_total") ?? 0) + (m.get("stun_ipv6_success_total") ?? 0);
+  const relayLog = await Deno.readTextFile(r.service!.logFile);
+  const fromNs = E2E_NET.peers.map((p) => {
+    const n = relayLog.match(new RegExp(`STUN: answered ${escapeRe(p.nsAddr)}:\\d+ \\(rfc5389\\)`, "g"))?.length ?? 0;
+    return `${p.ns} (${p.nsAddr}): ${n}`;
+  });
+  console.log(
+    `STUN: requests ${m.get("stun_requests_total") ?? 0}, answered ${answered}, bad ${
+      m.get("stun_bad_requests_total") ?? 0
+    }, rate-limited ${m.get("stun_ratelimited_total") ?? 0}; answered per namespace: ${fromNs.join(", ")}`,
+  );
+  for (const [i, p] of E2E_NET.peers.entries()) {
+    assert.match(
+      relayLog,
+      new RegExp(`STUN: answered ${escapeRe(p.nsAddr)}:\\d+ \\(rfc5389\\)`),
+      `${[r.alice!, r.bob!][i]!.name}'s core sent no STUN Binding request to our STUN server (${SERVICE_ADDR}:3478)`,
+    );
+  }
+  assert.ok(answered >= 2, `stun_ipv4_success_total + stun_ipv6_success_total = ${answered}, expected one per core`);
 }
 
 /**

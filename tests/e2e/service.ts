@@ -55,6 +55,7 @@ export async function startService(opts: ServiceOptions): Promise<Service> {
       "run",
       "--allow-net",
       "--allow-read",
+      "--allow-write",
       "--allow-env",
       "--allow-sys=hostname",
       `${ROOT}main.ts`,
