@@ -91,10 +91,13 @@ export function describeAcmeError(e: unknown, ctx: { directoryUrl: string; hostn
   if (network.test(code) || /^(connect |getaddrinfo )?(ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EAI_AGAIN)\b/.test(message)) {
     return `cannot reach the ACME server ${ctx.directoryUrl} (${code || message})`;
   }
-  if (/certificate|self[- ]signed|UNABLE_TO_VERIFY|unknown ?issuer|invalid peer/i.test(`${code} ${message}`)) {
+  if (/rateLimited|rate limit|too many/i.test(message)) return `rate limited by the ACME server: ${message}`;
+  // The TLS client's own verdicts on the CA's HTTPS certificate (OpenSSL codes and texts, rustls texts).
+  const untrusted =
+    /^(UNABLE_TO_|SELF_SIGNED|DEPTH_ZERO|CERT_|ERR_TLS_CERT)|unable to verify the first certificate|unable to get local issuer|self[- ]signed certificate|invalid peer certificate|UnknownIssuer/;
+  if (untrusted.test(code) || untrusted.test(message)) {
     return `the ACME server's HTTPS certificate is not trusted (${message}); set tls.acme_ca_file for a private CA`;
   }
-  if (/rateLimited|rate limit|too many/i.test(message)) return `rate limited by the ACME server: ${message}`;
   if (/unauthorized|invalid response|connection|dns|NXDOMAIN|no valid ip|challenge|authorization/i.test(message)) {
     return `validation of ${ctx.hostnames.join(", ")} failed (the name must point at this server and ` +
       `http://NAME/.well-known/acme-challenge/ must reach this relay's HTTP port): ${message}`;
