@@ -9,6 +9,7 @@
  */
 
 import * as x509 from "@peculiar/x509";
+// @ts-types="./dns_packet.d.ts"
 import dnsPacket from "dns-packet";
 import { Buffer } from "node:buffer";
 import { ensureDebPackages, freePort } from "./mail_server.ts";
@@ -81,7 +82,7 @@ export function startDnsStub(names: string[]): { port: number; queries: string[]
       queries.push(`${question.type} ${name}`);
       const known = wanted.has(name);
       const answers = known && question.type === "A"
-        ? [{ type: "A" as const, name: question.name, ttl: 5, class: "IN" as const, data: "127.0.0.1" }]
+        ? [{ type: "A", name: question.name, ttl: 5, class: "IN", data: "127.0.0.1" }]
         : [];
       const reply = dnsPacket.encode({
         type: "response",
