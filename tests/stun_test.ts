@@ -157,3 +157,23 @@ Deno.test("a flood from one source is capped; another source is still answered",
     await server.close();
   }
 });
+
+Deno.test("on a dual-stack [::] socket (the default bind) an IPv4 client is answered with its IPv4 address", async () => {
+  const server = startStunServer({ hostname: "::", port: 0 });
+  const client = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  try {
+    await client.send(encodeBindingRequest(txid(3)), {
+      transport: "udp",
+      hostname: "127.0.0.1",
+      port: server.addr.port,
+    });
+    const reply = await receiveWithin(client, 5000);
+    assert.ok(reply);
+    assert.equal(reply.length, 32, "IPv4 form, not an IPv4-mapped IPv6 address");
+    assert.deepEqual(parseBindingSuccess(reply), { hostname: "127.0.0.1", port: (client.addr as Deno.NetAddr).port });
+    assert.equal(server.metrics.c.ipv4Success, 1);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
