@@ -191,8 +191,8 @@ export interface Services {
 
 /** Knobs of {@link startServices} that are not config keys (tests shorten ACME's waits). */
 export interface ServiceTuning {
-  /** ACME retry backoff and status polling. */
-  acme?: Pick<AcmeOptions, "backoff" | "poll">;
+  /** ACME retry backoff, status polling and clock. */
+  acme?: Pick<AcmeOptions, "backoff" | "poll" | "now">;
 }
 
 /**

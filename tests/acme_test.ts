@@ -8,7 +8,8 @@
  *
  * Covered: first issuance (files 0600, the certificate served to a client
  * that trusts only pebble's root), a restart that reuses the cached
- * certificate (no new order at pebble), a forced renewal that swaps the
+ * certificate (no new order at pebble), renewal when 2/3 of the lifetime is
+ * reached (by the timer, with a shifted clock), a forced renewal that swaps the
  * certificate on the open listener (a connected client stays connected, a
  * new client sees the new certificate), and a CA that is down at start
  * (one clear log line per failure, retries, recovery when it comes up,
@@ -16,6 +17,7 @@
  */
 
 import assert from "node:assert/strict";
+import { certificateInfo, renewalTime } from "../acme/mod.ts";
 import { type Config, configFromText } from "../config/mod.ts";
 import { createLogger } from "../log/mod.ts";
 import { type Services, startServices } from "../main.ts";
@@ -98,7 +100,7 @@ async function mode(path: string): Promise<string> {
 }
 
 Deno.test({
-  name: "LetsEncrypt mode: first issuance, restart reuses the cached certificate, forced renewal swaps it live",
+  name: "LetsEncrypt mode: first issuance, forced renewal swaps it live, restart reuses the cache, the timer renews",
   ignore: Deno.uid() !== 0, // installs pebble with apt-get if missing
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "acme-test-" });
@@ -170,6 +172,19 @@ Deno.test({
       assert.equal(pebble.orders(), 2, "no new order after a restart");
       assert.ok(!log.lines.slice(mark).some((l) => /requesting a certificate/.test(l)));
       assert.equal(services.acme!.status().certificate, "valid");
+      await services.close();
+      services = undefined;
+
+      // Renewal time reached (a clock moved to just before 2/3 of the lifetime): the timer renews by itself.
+      const cached = certificateInfo(await Deno.readTextFile(`${certDir}/acme-cert.pem`));
+      const offset = renewalTime(cached) - Date.now() - 500;
+      log = new LogCapture();
+      services = await startServices(config, log.logger, { acme: { ...FAST, now: () => Date.now() + offset } });
+      await log.waitFor(/using the cached certificate/);
+      await log.waitFor(/certificate for relay\.acme\.test obtained/);
+      assert.equal(pebble.orders(), 3, "one order, made by the renewal timer");
+      const fourth = await servedCertificate(services.relay!.httpsAddr!.port);
+      assert.notEqual(fourth.serial, second.serial, "the renewed certificate is served");
     } finally {
       for (const c of open) c.close();
       await services?.close();
