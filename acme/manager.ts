@@ -49,6 +49,7 @@ import {
   PLACEHOLDER_NAME,
   placeholderCertificate,
   readCertificate,
+  tlsPairLoads,
   writeCertificate,
 } from "./store.ts";
 
@@ -150,18 +151,23 @@ export class AcmeManager {
   }
 
   async #prepare(): Promise<void> {
-    if (this.#cfg.caFile !== undefined) {
-      // acme-client's own axios instance: the extra CA is trusted for ACME requests only.
-      acme.axios.defaults.httpsAgent = new https.Agent({ ca: await readAcmeCa(this.#cfg.caFile) });
-    }
+    // acme-client's own axios instance: the extra CA is trusted for ACME requests only.
+    acme.axios.defaults.httpsAgent = this.#cfg.caFile !== undefined
+      ? new https.Agent({ ca: await readAcmeCa(this.#cfg.caFile) })
+      : undefined;
     configureAcmeHttp();
     try {
       await ensureDir(this.#paths);
     } catch (e) {
       throw new Error(`tls.cert_dir ${this.#paths.dir}: ${(e as Error).message}`);
     }
-    const cached = await readCertificate(this.#paths);
+    let cached = await readCertificate(this.#paths);
     const names = this.#cfg.hostnames.join(", ");
+    if (cached && !tlsPairLoads(cached)) {
+      // A key that does not match its chain would stop every TLS listener from starting.
+      this.#log?.warn(`${this.#paths.cert} and ${this.#paths.key} do not form a usable pair; replacing them`);
+      cached = undefined;
+    }
     if (cached && !cached.info.domains.includes(PLACEHOLDER_NAME)) {
       const why = unusableReason(cached.info, this.#cfg.hostnames, this.#now());
       if (why === undefined) {
@@ -300,7 +306,18 @@ export class AcmeManager {
       return;
     }
     if (this.#closed) return;
-    await writeCertificate(this.#paths, pem);
+    try {
+      await writeCertificate(this.#paths, pem);
+    } catch (e) {
+      this.#failures++;
+      const delay = retryDelay(this.#failures, this.#backoff, Math.random());
+      this.#lastError = `cannot write ${this.#paths.dir}: ${(e as Error).message}`;
+      this.#log?.error(
+        `the certificate for ${names} was issued but ${this.#lastError}; retrying in ${formatDuration(delay)}`,
+      );
+      this.#scheduleAt(this.#now() + delay);
+      return;
+    }
     this.#current = info;
     this.#failures = 0;
     this.#lastError = undefined;

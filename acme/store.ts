@@ -87,6 +87,16 @@ export async function readCertificate(
   }
 }
 
+/** True if Deno's TLS accepts `pem` as a chain and its key (what every TLS listener will be given). */
+export function tlsPairLoads(pem: { cert: string; key: string }): boolean {
+  try {
+    Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: pem.cert, key: pem.key }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The account key, created (and saved, 0600) on first use. */
 export async function accountKey(paths: AcmePaths): Promise<string> {
   const existing = await readIfExists(paths.accountKey);
