@@ -281,3 +281,31 @@ Deno.test("main.ts check-config validates a LetsEncrypt table: keys, then the CA
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("main.ts check-config accepts a Rust relay's LetsEncrypt + STUN config unchanged, warning only about QAD", async () => {
+  const dir = await Deno.makeTempDir();
+  // The shape iroh's documentation gives for a self-hosted relay.
+  const path = await tempToml(`enable_relay = true
+http_bind_addr = "[::]:80"
+enable_stun = true
+enable_quic_addr_discovery = true
+enable_metrics = true
+metrics_bind_addr = "[::]:9090"
+
+[tls]
+hostname = "relay.example.com"
+contact = "admin@example.com"
+prod_tls = true
+cert_mode = "LetsEncrypt"
+cert_dir = "${dir}"
+`);
+  try {
+    const r = await run(["check-config", "--config", path]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /: ok \(1 warning\(s\)\)/);
+    assert.match(r.stderr, /enable_quic_addr_discovery: QUIC address discovery is not served/);
+  } finally {
+    await Deno.remove(path);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
