@@ -17,7 +17,8 @@
 import { type Config, ConfigError, configFromText, formatBindAddr, loadConfig } from "./config/mod.ts";
 import { createLogger, type Logger } from "./log/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
-import { type RelayService, startRelay } from "./relay/mod.ts";
+import { type HttpRoute, type RelayService, requestBytes, startRelay } from "./relay/mod.ts";
+import { type MailboxService, startMailbox } from "./mailbox/mod.ts";
 import { hashPassword, type ImapService, startImap } from "./imap_metadata/mod.ts";
 import { AcmeManager, type AcmeOptions, checkAcmeSetup } from "./acme/mod.ts";
 import { startStunServer, type StunServer } from "./stun/mod.ts";
@@ -185,6 +186,8 @@ export interface Services {
    * get the new certificate, open ones continue. SIGHUP and ACME both call it.
    */
   reloadTls(): Promise<void>;
+  /** The Matrix relay mailbox, if `[mailbox]` is present (served on the relay listener). */
+  mailbox?: MailboxService;
   /** Stops everything. */
   close(): Promise<void>;
 }
@@ -210,6 +213,8 @@ export async function startServices(config: Config, log: Logger, tuning: Service
     async close() {
       services.acme?.close();
       await Promise.allSettled([services.imap?.close(), services.relay?.close(), services.stun?.close()]);
+      // After the relay: no request can reach the store any more.
+      await services.mailbox?.close();
     },
   };
   try {
@@ -219,8 +224,19 @@ export async function startServices(config: Config, log: Logger, tuning: Service
       services: () => ({
         imap: services.imap ? services.imap.status() : "disabled",
         ...(services.acme ? { certificate: services.acme.status().certificate } : {}),
+        mailbox: services.mailbox ? services.mailbox.status() : "disabled",
       }),
     };
+    const routes: HttpRoute[] = [];
+    if (config.mailbox) {
+      const mailbox = services.mailbox = await startMailbox(config.mailbox, { log: log.child("mailbox") });
+      routes.push({
+        prefix: mailbox.prefix,
+        maxBodyBytes: mailbox.maxBodyBytes,
+        // relay_txn is a GET with a JSON body, which the listener hands over aside.
+        handle: async (req) => mailbox.handle(req, await requestBytes(req)),
+      });
+    }
     const relayLog = log.child("relay");
     const tls = config.tls;
     // Before any listener opens: the cached certificate, or a placeholder the TLS listeners can load.
@@ -232,8 +248,10 @@ export async function startServices(config: Config, log: Logger, tuning: Service
     services.relay = await startRelay(config, {
       log: relayLog,
       health,
-      ...(services.acme ? { routes: [services.acme.route] } : {}),
-      extraMetrics: () => (services.imap?.metrics() ?? "") + (services.stun?.metrics.render() ?? ""),
+      routes: [...routes, ...(services.acme ? [services.acme.route] : [])],
+      extraMetrics: () =>
+        (services.imap?.metrics() ?? "") + (services.stun?.metrics.render() ?? "") +
+        (services.mailbox?.metrics() ?? ""),
       ...(mesh ? { core: { mesh } } : {}),
     });
     if (mesh) addMeshMetrics(services.relay.core.metrics, mesh);
