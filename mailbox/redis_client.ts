@@ -7,9 +7,9 @@
  * When the link drops, commands already written may or may not have run:
  * their promises are rejected, and the caller answers its client with an
  * error (a sender then retries its PUT, which de-duplication makes safe).
- * Commands issued while the link is down wait in the connection's bounded
- * buffer and go out after the reconnect; past the buffer's cap they are
- * rejected at once. `SELECT db` is replayed first on every (re)connect.
+ * Commands issued while the link is down are rejected at once (an HTTP
+ * client must not wait on an outage), and every command has a deadline.
+ * `SELECT db` is replayed first on every (re)connect.
  */
 
 import { encodeCommand, type Logger } from "./_deps.ts";
@@ -17,6 +17,9 @@ import { RedisConn, type RedisTarget, RespError, type RespValue } from "./_deps.
 
 /** Cap of commands waiting to be written, bytes. */
 const MAX_BUFFER_BYTES = 16 * 1024 * 1024;
+
+/** A command not answered within this long is failed (its late reply is then ignored), ms. */
+export const COMMAND_TIMEOUT_MS = 5000;
 
 interface Pending {
   resolve(v: RespValue): void;
@@ -100,9 +103,15 @@ export class RedisClient {
 
   /** Runs one command; resolves with its reply. */
   command(args: readonly (string | Uint8Array)[]): Promise<RespValue> {
+    if (!this.#conn.up) return Promise.reject(new Error("Redis is unreachable (reconnecting)"));
     const done = Promise.withResolvers<RespValue>();
+    // Replies are matched by order, so a timed-out command keeps its place; settling twice is a no-op.
+    const timer = setTimeout(
+      () => done.reject(new Error(`Redis did not answer within ${COMMAND_TIMEOUT_MS} ms`)),
+      COMMAND_TIMEOUT_MS,
+    );
     this.#write(args, done);
-    return done.promise;
+    return done.promise.finally(() => clearTimeout(timer));
   }
 
   /** Closes the link; waiting commands are rejected. */

@@ -9,8 +9,8 @@
  *   {r recipient, o origin, b body, n bytes, x expires_at};
  * - `P:q:<recipient>` sorted set of ids (FIFO); `P:expiry` sorted set id → expires_at;
  * - `P:r:<recipient>` hash {entries, bytes}; `P:total` hash {entries, bytes};
- * - `P:seen:<origin>|<recipient>|<txnID>` → id, expiring with the entry
- *   (lengths prefixed, so no two triples share a key).
+ * - `P:seen:<origin>|<recipient>|<txnID>` hash {id, x expires_at}, expiring
+ *   with the entry (lengths prefixed, so no two triples share a key).
  *
  * Durability is Redis's: a 200 means Redis accepted the write. Run Redis
  * with `appendonly yes` (deploy/OPERATING.md) for it to survive a Redis
@@ -44,10 +44,10 @@ end
 const DEPOSIT = `
 local p, rcpt, origin, txn, body = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local bytes, expires = tonumber(ARGV[6]), tonumber(ARGV[7])
-local maxE, maxB, maxT = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local maxE, maxB, maxT, now = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
 local sk = p .. ':seen:' .. #origin .. ':' .. origin .. '|' .. #rcpt .. ':' .. rcpt .. '|' .. txn
-local seen = redis.call('GET', sk)
-if seen then return {'duplicate', tonumber(seen)} end
+local seen = redis.call('HMGET', sk, 'id', 'x')
+if seen[1] and tonumber(seen[2]) > now then return {'duplicate', tonumber(seen[1])} end
 local rk = p .. ':r:' .. rcpt
 local r = redis.call('HMGET', rk, 'entries', 'bytes')
 if tonumber(r[1] or '0') + 1 > maxE then return {'full', 'entries'} end
@@ -61,7 +61,10 @@ redis.call('HINCRBY', rk, 'entries', 1)
 redis.call('HINCRBY', rk, 'bytes', bytes)
 redis.call('HINCRBY', p .. ':total', 'entries', 1)
 redis.call('HINCRBY', p .. ':total', 'bytes', bytes)
-redis.call('SET', sk, id, 'PXAT', expires)
+-- The expiry is checked against our clock above; PEXPIREAT only lets Redis reclaim the key.
+redis.call('DEL', sk)
+redis.call('HSET', sk, 'id', id, 'x', expires)
+redis.call('PEXPIREAT', sk, expires)
 return {'stored', id}
 `;
 
@@ -122,7 +125,14 @@ export class RedisMailboxStore implements MailboxStore {
    */
   static async open(target: RedisTarget, opts: { log: Logger; prefix?: string }): Promise<RedisMailboxStore> {
     const client = new RedisClient(target, opts.log);
-    await client.start();
+    try {
+      await client.start();
+      // A server that wants a password only says so on the first command.
+      await client.command(["PING"]);
+    } catch (e) {
+      await client.close();
+      throw new Error(`mailbox store: ${(e as Error).message}`);
+    }
     return new RedisMailboxStore(client, opts.prefix ?? "mailbox");
   }
 
@@ -142,6 +152,7 @@ export class RedisMailboxStore implements MailboxStore {
       limits.maxEntries,
       limits.maxBytes,
       limits.maxTotalBytes,
+      d.now,
     ]) as RespValue[];
     const status = respText(r[0]!);
     if (status === "full") return { status: "full", quota: respText(r[1]!) as "entries" | "bytes" | "total" };

@@ -65,7 +65,11 @@ export class SqliteMailboxStore implements MailboxStore {
    */
   constructor(path: string) {
     this.path = path;
-    this.#db = new DatabaseSync(path);
+    try {
+      this.#db = new DatabaseSync(path);
+    } catch (e) {
+      throw new Error(`mailbox database ${path}: ${(e as Error).message}`);
+    }
     try {
       this.#db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;");
       this.#db.exec(SCHEMA);
