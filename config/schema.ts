@@ -204,6 +204,8 @@ export interface MailboxConfig {
   redisPrefix: string;
   /** Directory of the SQLite file (store = "sqlite"). */
   dataDir: string;
+  /** SQLite commit durability: `normal` survives kill -9, `full` also power loss (fsync per deposit). */
+  sqliteSynchronous: "normal" | "full";
   /** True if {@link dataDir} is the default rather than configured. */
   dataDirDerived: boolean;
 }
@@ -858,6 +860,7 @@ function readMailbox(
     ...(redis ? { redis } : {}),
     redisPrefix,
     dataDir: dataDirSet ?? defaultDataDir(env),
+    sqliteSynchronous: m.oneOf("sqlite_synchronous", ["normal", "full"] as const, "normal"),
     dataDirDerived: dataDirSet === undefined,
   };
 }

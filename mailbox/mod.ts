@@ -99,8 +99,10 @@ export async function startMailbox(cfg: MailboxConfig, opts: MailboxStartOptions
       throw new Error(`mailbox data_dir ${cfg.dataDir}: ${(e as Error).message}`);
     }
     const path = `${cfg.dataDir.replace(/\/+$/, "")}/${SQLITE_FILE}`;
-    store = new SqliteMailboxStore(path);
-    where = `sqlite ${path}${cfg.dataDirDerived ? " (default data_dir; set [mailbox] data_dir to move it)" : ""}`;
+    store = new SqliteMailboxStore(path, { synchronous: cfg.sqliteSynchronous });
+    where = `sqlite ${path} (synchronous ${cfg.sqliteSynchronous})${
+      cfg.dataDirDerived ? " (default data_dir; set [mailbox] data_dir to move it)" : ""
+    }`;
   }
   const server = new MailboxServer({
     store,

@@ -28,10 +28,10 @@ Deno.test("SqliteMailboxStore: TestCreateRelayInternalInvalidDatabasePanics: a b
   }
 });
 
-Deno.test("SqliteMailboxStore: WAL journal, synchronous FULL", async () => {
+Deno.test("SqliteMailboxStore: WAL journal (synchronous full on request)", async () => {
   const dir = Deno.makeTempDirSync();
   try {
-    const s = new SqliteMailboxStore(`${dir}/m.sqlite3`);
+    const s = new SqliteMailboxStore(`${dir}/m.sqlite3`, { synchronous: "full" });
     await s.deposit({
       recipient: "a".repeat(64),
       origin: "b".repeat(64),

@@ -180,7 +180,7 @@ Deno.test("default data directory: works without data_dir and is named in the st
     assert.equal((await s.deposit(socketTransport(proc.port), "any.name", r.serverName, "t", {})).status, 200);
     const path = `${home}/.local/state/iroh-relay-deno/mailbox.sqlite3`;
     assert.ok((await Deno.stat(path)).isFile);
-    assert.ok(proc.output().includes(`sqlite ${path} (default data_dir`), proc.output());
+    assert.ok(proc.output().includes(`sqlite ${path} (synchronous normal) (default data_dir`), proc.output());
   } finally {
     await proc.stop();
     await Deno.remove(home, { recursive: true });

@@ -176,6 +176,7 @@ Deno.test("config: [mailbox] defaults, validation, data_dir default from the env
     ["[mailbox]\nmax_body_bytes = 99999999", /mailbox.max_body_bytes: must be at most/],
     ['[mailbox]\nserver_names = ["a b"]', /mailbox.server_names: "a b" is not a server name/],
     ['[mailbox]\ndata_dir = ""', /mailbox.data_dir: must not be empty/],
+    ['[mailbox]\nsqlite_synchronous = "off"', /mailbox.sqlite_synchronous: expected one of "normal", "full"/],
     ["enable_relay = false\n[mailbox]", /mailbox: is served on the relay listener/],
     ["[mailbox]\nmax_total_bytes = 2048\nmax_bytes_per_recipient = 4096", /max_total_bytes: must be at least/],
   ];
