@@ -102,6 +102,7 @@ export class MailboxServer {
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #senders: SenderLimiter;
+  #statsAt = -Infinity;
 
   /**
    * @param opts see {@link MailboxServerOptions}
@@ -268,6 +269,7 @@ export class MailboxServer {
       this.metrics.queuedEntries++;
       this.metrics.queuedBytes += size;
     } else this.metrics.c.duplicates++;
+    await this.#refreshSoon(now);
     return new Response("null", { status: 200, headers: JSON_HEADERS });
   }
 
@@ -286,12 +288,14 @@ export class MailboxServer {
       );
     }
     const ack = relayTxnEntryId(content, query);
-    const r = await this.#o.store.next(mailbox, ack, this.#now());
+    const now = this.#now();
+    const r = await this.#o.store.next(mailbox, ack, now);
     if (r.acked) {
       this.metrics.c.delivered++;
       this.metrics.queuedEntries = Math.max(0, this.metrics.queuedEntries - 1);
     }
     if (r.expired > 0) this.metrics.c.expired += r.expired;
+    await this.#refreshSoon(now);
     if (r.entry === null) return new Response(EMPTY_RELAY_TXN, { status: 200, headers: JSON_HEADERS });
     this.metrics.c.served++;
     return new Response(relayTxnReply(r.entry.id, r.entry.body), { status: 200, headers: JSON_HEADERS });
@@ -303,6 +307,17 @@ export class MailboxServer {
     this.metrics.c.expired += n;
     await this.refreshStats();
     return n;
+  }
+
+  /**
+   * Re-reads the totals at most once per second (other instances sharing a
+   * Redis change them too); in between the gauges move with this instance's
+   * own deposits and acknowledgements.
+   */
+  async #refreshSoon(now: number): Promise<void> {
+    if (now - this.#statsAt < 1000 && now >= this.#statsAt) return;
+    this.#statsAt = now;
+    await this.refreshStats();
   }
 
   /** Re-reads the queue totals from the store into the gauges. */

@@ -294,6 +294,21 @@ Deno.test("bad input: missing, forged, replayed-elsewhere and wrong-destination 
     assert.equal((await store.stats()).entries, 0);
   }));
 
+Deno.test("several Authorization headers (two key ids of one P2P server) are each checked; one bad spoils it", () =>
+  withFixture({}, async ({ t }) => {
+    const [s, r] = [MatrixPeer.generate(), MatrixPeer.generate()];
+    const req = s.depositRequest(RELAY, r.serverName, "t", { pdus: [PDU] });
+    s.keyId = "ed25519:second";
+    const second = s.depositRequest(RELAY, r.serverName, "t", { pdus: [PDU] }).headers[0]!;
+    const both = await t({ ...req, headers: [...req.headers, second] });
+    assert.equal(both.status, 200, both.text);
+    const forged: [string, string] = [second[0], second[1].replace(/sig="[^"]+"/, `sig="${"A".repeat(86)}"`)];
+    const req2 = s.depositRequest(RELAY, r.serverName, "t2", { pdus: [] });
+    assert.equal((await t(req2)).status, 200, "its own header is good");
+    const spoiled = await t({ ...req2, headers: [...req2.headers, forged] });
+    assert.equal(spoiled.status, 401);
+  }));
+
 Deno.test("bad input: a body over max_body_bytes gets 413 without being stored", () =>
   withFixture({ maxBodyBytes: 4096 }, async ({ t, store, server }) => {
     const [s, r] = [MatrixPeer.generate(), MatrixPeer.generate()];

@@ -56,6 +56,17 @@ Deno.test("TestCreateRelayPublicRoutes: signed by a random key; user:local is 40
     assert.deepEqual((get.json as { transaction: { pdus: unknown } }).transaction.pdus, [{ a: 1 }]);
   }));
 
+Deno.test("relay listener: two Authorization headers (joined by the Fetch API) are both read and checked", () =>
+  withService(SQLITE, async (t) => {
+    const [s, r] = [MatrixPeer.generate(), MatrixPeer.generate()];
+    const first = s.depositRequest(RELAY, r.serverName, "t", { pdus: [] });
+    s.keyId = "ed25519:other";
+    const second = s.depositRequest(RELAY, r.serverName, "t", { pdus: [] }).headers[0]!;
+    assert.equal((await t({ ...first, headers: [...first.headers, second] })).status, 200);
+    const bad: [string, string] = [second[0], second[1].replace(/sig="[^"]+"/, `sig="${"B".repeat(86)}"`)];
+    assert.equal((await t({ ...first, headers: [...first.headers, bad] })).status, 401);
+  }));
+
 Deno.test("TestDisableRelayPublicRoutes: without [mailbox] both routes are 404; the relay's endpoints still answer", () =>
   withService("", async (t, port) => {
     const [s, r] = [MatrixPeer.generate(), MatrixPeer.generate()];
