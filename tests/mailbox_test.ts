@@ -24,7 +24,7 @@ async function withService(
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "mailbox-svc-" });
   const { config } = configFromText(
-    `http_bind_addr = "127.0.0.1:0"\nenable_metrics = ${opts.metrics ? "true" : "false"}\n` +
+    `http_bind_addr = "127.0.0.1:0"\nenable_stun = false\nenable_metrics = ${opts.metrics ? "true" : "false"}\n` +
       `metrics_bind_addr = "127.0.0.1:0"\n${extra.replaceAll("DATA_DIR", dir)}`,
     "inline",
   );
