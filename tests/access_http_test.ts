@@ -115,7 +115,7 @@ Deno.test("SIGHUP with the access hook down keeps every connected client; new on
   const path = `${dir}/relay.toml`;
   await Deno.writeTextFile(
     path,
-    `http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\naccess.http.url = "${hook.url}"\n`,
+    `http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nenable_stun = false\naccess.http.url = "${hook.url}"\n`,
   );
   const main = new MainProcess(["--config", path]);
   const open: TestRelayClient[] = [];

@@ -214,6 +214,7 @@ Deno.test("main.ts exits within 5 s of SIGTERM with hundreds of password checks 
   await Deno.writeTextFile(
     `${dir}/c.toml`,
     `enable_relay = false
+enable_stun = false
 [imap]
 bind_addr = "127.0.0.1:0"
 iroh_relay_url = "https://relay.example/"
