@@ -30,23 +30,17 @@ import { RelayCore, type RelayOptions } from "./server/relay_core.ts";
 import { serveListener, type TransportContext } from "./transport/tcp.ts";
 import type { HttpRoute } from "./transport/routes.ts";
 
-<<<<<<< HEAD
 export { RelayCore } from "./server/relay_core.ts";
 export type { RelayOptions } from "./server/relay_core.ts";
 export { type RelayMetrics } from "./server/metrics.ts";
 export { InProcessMeshHub, type InstanceMesh, type MeshSink } from "./server/mesh.ts";
 export { KEY_LEN } from "./proto/frame_type.ts";
-export { keyId } from "./proto/public_key.ts";
+export { isCurvePoint, keyId } from "./proto/public_key.ts";
+export { verifyStrict } from "./proto/ed25519.ts";
 export { DERP, type Generation, V1, V2 } from "./proto/generation.ts";
 export { createFetchHandler, type FetchHandlerOptions } from "./transport/fetch_handler.ts";
 export type { HealthInfo } from "./transport/endpoints.ts";
 export { type HttpRoute, requestBytes, type RouteInfo, type RouteRole } from "./transport/routes.ts";
-=======
-export { RelayCore } from "./relay_core.ts";
-export type { RelayOptions } from "./relay_core.ts";
-export { verifyStrict } from "./proto/ed25519.ts";
-export { isCurvePoint } from "./proto/public_key.ts";
->>>>>>> ef23297 (discovery/proto: z-base-32, pkarr signed packet (parse, signable, newer-wins), zone and DNS responder over dns-packet; §1.8 vector test)
 
 /** A running relay. */
 export interface RelayService {

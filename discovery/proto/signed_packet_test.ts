@@ -1,13 +1,7 @@
 import assert from "node:assert/strict";
 import { isCurvePoint, verifyStrict } from "../../relay/mod.ts";
 import { irohTxt, relayPayload, testKey } from "../../tests/support/pkarr_packet.ts";
-import {
-  isNewer,
-  MAX_RELAY_PAYLOAD,
-  packetFromBytes,
-  parseRelayPayload,
-  signable,
-} from "./signed_packet.ts";
+import { isNewer, MAX_RELAY_PAYLOAD, packetFromBytes, parseRelayPayload, signable } from "./signed_packet.ts";
 import { VECTOR, vectorPayload } from "./testdata.ts";
 import { z32Decode, z32DecodeKey, z32Encode } from "./z32.ts";
 import { hex, toHex } from "../../tests/support/bytes.ts";
@@ -49,7 +43,10 @@ Deno.test("parseRelayPayload() refuses forged, foreign, oversize, short and garb
   const body = vectorPayload();
   const forged = body.slice();
   forged[100] = forged[100]! ^ 1; // a byte of the DNS part: the signature no longer matches
-  await assert.rejects(parseRelayPayload(VECTOR.pubkey, forged, verifier), { name: "PacketError", message: /signature/ });
+  await assert.rejects(parseRelayPayload(VECTOR.pubkey, forged, verifier), {
+    name: "PacketError",
+    message: /signature/,
+  });
   const other = testKey();
   await assert.rejects(parseRelayPayload(other.pub, body, verifier), /signature/);
   await assert.rejects(parseRelayPayload(VECTOR.pubkey, body.subarray(0, 71), verifier), /at least 72/);
