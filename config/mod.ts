@@ -16,6 +16,7 @@ import { parse } from "smol-toml";
 import { type Config, ConfigError, type SchemaEnv, validateConfig } from "./schema.ts";
 
 export * from "./schema.ts";
+export * from "./discovery.ts";
 export { parseKeyText } from "./key_text.ts";
 
 /**

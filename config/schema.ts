@@ -14,6 +14,7 @@
 
 import { parseKeyText } from "./key_text.ts";
 import { parseRedisUrl, type RedisTarget } from "../redis/mod.ts";
+import { type DiscoveryConfig, readDiscovery } from "./discovery.ts";
 
 /** A `host:port` listen address. */
 export interface BindAddr {
@@ -271,6 +272,8 @@ export interface Config {
   mesh?: MeshConfig;
   /** `[mailbox]`, if present. */
   mailbox?: MailboxConfig;
+  /** `[discovery]` (pkarr relay + DNS), if present. */
+  discovery?: DiscoveryConfig;
 }
 
 /** A config problem: `key` is the dotted path, `message` what is wrong. */
@@ -307,8 +310,8 @@ function isTable(v: unknown): v is Table {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
-/** Reads typed values from one table, remembering which keys were used. */
-class Reader {
+/** Reads typed values from one table, remembering which keys were used (section files use it too). */
+export class Reader {
   readonly #t: Table;
   readonly #path: string;
   readonly #seen = new Set<string>();
@@ -567,6 +570,10 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
   if (mailbox && !enableRelay) {
     throw new ConfigError("mailbox", "is served on the relay listener: it needs enable_relay = true");
   }
+  const discovery = readDiscovery(r, readers, { httpBindAddr, env });
+  if (discovery && !enableRelay) {
+    warnings.push("discovery: enable_relay = false, so /pkarr and /dns-query are not served (DNS still is)");
+  }
 
   for (const rd of readers) for (const k of rd.unknown()) warnings.push(`${k}: unknown key, ignored`);
   return {
@@ -586,6 +593,7 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
       log,
       ...(mesh ? { mesh } : {}),
       ...(mailbox ? { mailbox } : {}),
+      ...(discovery ? { discovery } : {}),
     },
     warnings,
   };
