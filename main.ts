@@ -1,7 +1,8 @@
 /**
  * @module
  * Command line entry: parse flags, load the config, start every service it
- * enables (relay, IMAP METADATA listener), stop cleanly on SIGINT/SIGTERM.
+ * enables (relay, IMAP METADATA listener, mailbox, discovery: pkarr + DNS),
+ * stop cleanly on SIGINT/SIGTERM.
  *
  * - `main.ts --config FILE` (or `--config-path FILE`, iroh-relay's own flag,
  *   so an existing unit file works unchanged)
@@ -19,6 +20,7 @@ import { createLogger, type Logger } from "./log/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type HttpRoute, type RelayService, requestBytes, startRelay } from "./relay/mod.ts";
 import { type MailboxService, startMailbox } from "./mailbox/mod.ts";
+import { type DiscoveryHandle, startDiscovery } from "./discovery/mod.ts";
 import { hashPassword, type ImapService, startImap } from "./imap_metadata/mod.ts";
 import { AcmeManager, type AcmeOptions, checkAcmeSetup } from "./acme/mod.ts";
 import { startStunServer, type StunServer } from "./stun/mod.ts";
@@ -188,6 +190,8 @@ export interface Services {
   reloadTls(): Promise<void>;
   /** The Matrix relay mailbox, if `[mailbox]` is present (served on the relay listener). */
   mailbox?: MailboxService;
+  /** Discovery (pkarr relay + DNS), if `[discovery]` is present. */
+  discovery?: DiscoveryHandle;
   /** Stops everything. */
   close(): Promise<void>;
 }
@@ -203,8 +207,11 @@ export interface ServiceTuning {
  * @throws {Error} nothing is enabled, or a listener cannot start
  */
 export async function startServices(config: Config, log: Logger, tuning: ServiceTuning = {}): Promise<Services> {
-  if (!config.enableRelay && !config.imap) {
-    throw new ConfigError("enable_relay", "nothing to run: the relay is disabled and there is no [imap] section");
+  if (!config.enableRelay && !config.imap && !config.discovery) {
+    throw new ConfigError(
+      "enable_relay",
+      "nothing to run: the relay is disabled and there is no [imap] or [discovery] section",
+    );
   }
   const services: Services = {
     async reloadTls() {
@@ -214,7 +221,7 @@ export async function startServices(config: Config, log: Logger, tuning: Service
       services.acme?.close();
       await Promise.allSettled([services.imap?.close(), services.relay?.close(), services.stun?.close()]);
       // After the relay: no request can reach the store any more.
-      await services.mailbox?.close();
+      await Promise.allSettled([services.mailbox?.close(), services.discovery?.close()]);
     },
   };
   try {
@@ -225,6 +232,7 @@ export async function startServices(config: Config, log: Logger, tuning: Service
         imap: services.imap ? services.imap.status() : "disabled",
         ...(services.acme ? { certificate: services.acme.status().certificate } : {}),
         mailbox: services.mailbox ? services.mailbox.status() : "disabled",
+        discovery: services.discovery ? services.discovery.health() : "disabled",
       }),
     };
     const routes: HttpRoute[] = [];
@@ -236,6 +244,10 @@ export async function startServices(config: Config, log: Logger, tuning: Service
         // relay_txn is a GET with a JSON body, which the listener hands over aside.
         handle: async (req) => mailbox.handle(req, await requestBytes(req)),
       });
+    }
+    if (config.discovery) {
+      services.discovery = await startDiscovery(config.discovery, { log: log.child("discovery") });
+      routes.push(...services.discovery.routes);
     }
     const relayLog = log.child("relay");
     const tls = config.tls;
@@ -251,7 +263,7 @@ export async function startServices(config: Config, log: Logger, tuning: Service
       routes: [...routes, ...(services.acme ? [services.acme.route] : [])],
       extraMetrics: () =>
         (services.imap?.metrics() ?? "") + (services.stun?.metrics.render() ?? "") +
-        (services.mailbox?.metrics() ?? ""),
+        (services.mailbox?.metrics() ?? "") + (services.discovery?.metrics() ?? ""),
       ...(mesh ? { core: { mesh } } : {}),
     });
     if (mesh) addMeshMetrics(services.relay.core.metrics, mesh);

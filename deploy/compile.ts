@@ -45,9 +45,9 @@ if (import.meta.main) {
   const args = [
     "compile",
     // The permissions the service needs, baked in: network, reading its config and
-    // certificates, writing ACME certificates to cert_dir and the mailbox's data directory,
-    // environment (IROH_RELAY_* overrides), and the host name. deno.json's "unstable": ["net"] (STUN's UDP socket)
-    // is read by `deno compile` and baked in as well.
+    // certificates, writing ACME certificates to cert_dir and the mailbox's and discovery's
+    // data directories, environment (IROH_RELAY_* overrides), and the host name. deno.json's
+    // "unstable": ["net"] (STUN's and DNS's UDP sockets) is read by `deno compile` and baked in as well.
     "--allow-net",
     "--allow-read",
     "--allow-write",

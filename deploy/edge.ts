@@ -19,6 +19,9 @@
  *   connected to another instance still arrives (`mesh/kv.ts`).
  *   `RELAY_MESH=redis` with `RELAY_MESH_REDIS_URL` uses Redis instead.
  *   Locally, Deno KV needs `--unstable-kv`.
+ * - A `[discovery]` table adds `/pkarr/` and `/dns-query` (DoH) here too;
+ *   DNS over UDP/TCP is not served from the edge. Use `store = "redis"` so
+ *   the instances share their packets (SQLite needs a writable local disk).
  *
  * @example Local run: `RELAY_CONFIG=relay.toml deno serve --allow-env --allow-read --port 3340 deploy/edge.ts`
  */
@@ -27,6 +30,7 @@ import { configFromText, loadConfig, meshConfigFromEnv } from "../config/mod.ts"
 import { createLogger } from "../log/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "../mesh/mod.ts";
 import { createFetchHandler, RelayCore } from "../relay/mod.ts";
+import { startDiscovery } from "../discovery/mod.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const path = Deno.env.get("RELAY_CONFIG");
@@ -64,8 +68,17 @@ if (mesh) {
   }
 }
 
+const discovery = config.discovery
+  ? await startDiscovery(config.discovery, { dns: false, log: log.child("discovery") })
+  : undefined;
+
 const handler = createFetchHandler(core, {
-  health: { version: denoJson.version, gitHash: Deno.env.get("RELAY_GIT_HASH") ?? "unknown" },
+  health: {
+    version: denoJson.version,
+    gitHash: Deno.env.get("RELAY_GIT_HASH") ?? "unknown",
+    ...(discovery ? { services: () => ({ discovery: discovery.health() }) } : {}),
+  },
+  ...(discovery ? { routes: discovery.routes } : {}),
 });
 
 /** The `deno serve` export. */
