@@ -38,6 +38,9 @@ const DENO_FREE = [
   "stun/metrics.ts",
   "acme/schedule.ts",
   "acme/http01.ts",
+  "discovery/rate_limit.ts",
+  "discovery/metrics.ts",
+  "discovery/http_util.ts",
 ];
 
 /** Source without comments, so prose may still name `Deno.serve`. */

@@ -10,6 +10,12 @@
  *   stream each) or `"connect-send"` (dial `peerId`, send `bytes` random bytes
  *   on one bidirectional stream, read the echo back and compare);
  * - `relayUrl`: the only relay in the endpoint's relay map;
+ * - `preset` (optional): `"n0"` builds the endpoint with iroh's production
+ *   preset (n0's relays, pkarr publishing and DNS address lookup) instead of
+ *   the minimal one with `relayUrl`; it then does not wait to go online (n0's
+ *   relays are out of reach in a test namespace);
+ * - `byIdOnly` (optional, connect-send): dial `peerId` with no relay URL and
+ *   no addresses, so iroh must find the peer through address lookup;
  * - `alpn`: application protocol string; `peerId` and `bytes` for connect-send;
  * - `secretKeyHex` (optional, 64 hex chars), `logLevel` (optional, e.g.
  *   `"Debug"`: iroh's tracing output then goes to stderr);
@@ -36,7 +42,7 @@
 const path = require("node:path");
 const crypto = require("node:crypto");
 const iroh = require(path.join(__dirname, "..", "..", "node_modules", "@number0", "iroh", "index.js"));
-const { Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, presetMinimal, setLogLevel } = iroh;
+const { Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, presetMinimal, presetN0, setLogLevel } = iroh;
 
 /**
  * Stream chunk size, bytes. The binding passes data as JS arrays of numbers
@@ -86,15 +92,20 @@ function describe(conn) {
 async function bind() {
   if (cfg.logLevel) setLogLevel(cfg.logLevel);
   const b = Endpoint.builder();
-  presetMinimal(b);
-  const map = RelayMap.empty();
-  map.insert({ url: cfg.relayUrl });
-  b.relayMode(RelayMode.custom(map));
+  if (cfg.preset === "n0") {
+    presetN0(b);
+  } else {
+    presetMinimal(b);
+    const map = RelayMap.empty();
+    map.insert({ url: cfg.relayUrl });
+    b.relayMode(RelayMode.custom(map));
+  }
   b.alpns([Array.from(Buffer.from(cfg.alpn))]);
   b.bindAddr("127.0.0.1:0");
   if (cfg.secretKeyHex) b.secretKey(Array.from(Buffer.from(cfg.secretKeyHex, "hex")));
   endpoint = await b.bind();
   emit("bound", { id: endpoint.id().toString() });
+  if (cfg.preset === "n0") return endpoint;
   await within(onlineTimeoutMs, "endpoint online (home relay)", endpoint.online());
   emit("online", { elapsedMs: performance.now() - started });
   return endpoint;
@@ -136,7 +147,8 @@ async function acceptEcho(ep) {
 
 async function connectSend(ep) {
   const t0 = performance.now();
-  const addr = new EndpointAddr(EndpointId.fromString(cfg.peerId), cfg.relayUrl, []);
+  const id = EndpointId.fromString(cfg.peerId);
+  const addr = cfg.byIdOnly ? new EndpointAddr(id) : new EndpointAddr(id, cfg.relayUrl, []);
   const conn = await within(opTimeoutMs, "connect", ep.connect(addr, Array.from(Buffer.from(cfg.alpn))));
   conns.push(conn);
   emit("connected", { remoteId: conn.remoteId().toString(), elapsedMs: performance.now() - t0 });
