@@ -25,6 +25,8 @@
  *    Deno KV polled across processes, Deno KV woken by `watch`), against
  *    the same instance forwarding locally (issue 6; Redis parts skipped
  *    with a reason if `redis-server` cannot be installed).
+ * 7. `discovery`: pkarr PUTs per second and UDP DNS queries per second
+ *    against a UDP echo baseline (issue 11; `discovery.ts`).
  *
  * Flags: `--quick` (short runs, < 60 s), `--only=throughput,latency,...`,
  * `--cpu-prof` (profile the relay per scenario over the inspector; writes
@@ -48,9 +50,10 @@ import {
 } from "./loadgen.ts";
 import { runIrohBulk } from "./iroh_bulk.ts";
 import { RedisServer } from "../tests/support/redis_server.ts";
+import { DISCOVERY_TARGETS, runDiscoveryBench } from "./discovery.ts";
 
 /** The scenarios, in run order. */
-const SCENARIOS = ["throughput", "latency", "handshake", "iroh", "mesh", "capacity"] as const;
+const SCENARIOS = ["throughput", "latency", "handshake", "iroh", "mesh", "capacity", "discovery"] as const;
 /** A scenario name. */
 type Scenario = typeof SCENARIOS[number];
 
@@ -120,6 +123,7 @@ const PLANS: Record<"full" | "quick", Plan> = {
       iroh: 90_000,
       mesh: 90_000,
       capacity: 120_000,
+      discovery: 120_000,
     },
   },
   quick: {
@@ -153,6 +157,7 @@ const PLANS: Record<"full" | "quick", Plan> = {
       iroh: 30_000,
       mesh: 30_000,
       capacity: 30_000,
+      discovery: 45_000,
     },
   },
 };
@@ -950,6 +955,15 @@ function table(run: Run): string {
     if (f.mesh_redis_status) out.push(`   redis: ${f.mesh_redis_status}`);
     out.push("");
   }
+  if (has("dns_qps") || has("pkarr_puts_per_s")) {
+    out.push("8. Discovery: pkarr PUTs (signature checks, SQLite) and UDP DNS TXT queries from a warm store");
+    out.push(
+      `pkarr PUT/s ${fmt(f.pkarr_puts_per_s)} (target ≥ ${DISCOVERY_TARGETS.putsPerS}); DNS ${fmt(f.dns_qps)} q/s vs ` +
+        `UDP echo ${fmt(f.dns_echo_qps)}/s: ratio ${fmt(f.dns_ratio, 2)} (target ≥ ${DISCOVERY_TARGETS.dnsRatio}); ` +
+        `server CPU µs/query ${fmt(f.dns_cpu_us_per_query, 1)} vs echo ${fmt(f.dns_echo_cpu_us_per_query, 1)}`,
+    );
+    out.push("");
+  }
   for (const [label, hot] of Object.entries(run.profiles)) {
     out.push(`relay CPU profile, ${label} (self time):`);
     for (const h of hot) out.push(`   ${pad(h.selfPct.toFixed(1), 5)}%  ${h.where}`);
@@ -1083,6 +1097,12 @@ export async function main(args: string[]): Promise<number> {
       console.log("bench: instance mesh latency (redis, kv)…");
       await guarded(run, "mesh", run.plan.scenarioTimeoutMs.mesh, (scope) => meshScenario(run, scope));
     }
+    if (want("discovery")) {
+      console.log("bench: discovery (pkarr PUTs, DNS queries vs UDP echo)…");
+      await guarded(run, "discovery", run.plan.scenarioTimeoutMs.discovery, async () => {
+        Object.assign(f, await runDiscoveryBench(opts.quick));
+      });
+    }
     if (want("capacity")) {
       console.log("bench: capacity…");
       await guarded(run, "capacity", run.plan.scenarioTimeoutMs.capacity, (scope) => capacityScenario(run, scope));
@@ -1109,6 +1129,9 @@ export async function main(args: string[]): Promise<number> {
       "mesh_redis_p99_ms",
       "mesh_kv_p50_ms",
       "mesh_kv_p99_ms",
+      "dns_qps",
+      "dns_ratio",
+      "pkarr_puts_per_s",
     ]
   ) {
     if (f[k] === undefined || (typeof f[k] === "number" && !Number.isFinite(f[k]))) f[k] = null;

@@ -86,9 +86,14 @@ export function startDnsServer(svc: DiscoveryService, o: DnsServerOptions): DnsS
       }
       inflight++;
       const [data, from] = msg;
-      svc.dns(data, "udp", "udp").then(async (reply) => {
-        if (reply && !closed) await udp.send(reply.bytes, from);
-      }).catch((e) => o.log?.debug(`DNS UDP reply: ${(e as Error).message}`)).finally(() => inflight--);
+      // Not awaited: a slow store (Redis) must not hold up the next datagram; the send is not awaited either.
+      svc.dns(data, "udp", "udp").then((reply) => {
+        inflight--;
+        if (reply && !closed) udp.send(reply.bytes, from).catch(() => {});
+      }, (e) => {
+        inflight--;
+        o.log?.debug(`DNS UDP reply: ${(e as Error).message}`);
+      });
     }
   })();
 

@@ -17,7 +17,8 @@ class LabelledCounter {
   constructor(readonly name: string, readonly help: string) {}
 
   inc(labels: Record<string, string>, by = 1): void {
-    const k = Object.entries(labels).map(([n, v]) => `${n}="${v}"`).join(",");
+    let k = "";
+    for (const n in labels) k += `${k ? "," : ""}${n}="${labels[n]}"`;
     this.values.set(k, (this.values.get(k) ?? 0) + by);
   }
 

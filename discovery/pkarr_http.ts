@@ -39,7 +39,8 @@ export function pkarrHandler(svc: DiscoveryService): (req: Request, info: { remo
       return errorResponse(405, "method not allowed", { allow: "GET, PUT, OPTIONS" });
     }
     const key = z32DecodeKey(seg);
-    if (key === null || !PACKET_VERIFIER.isValidKey(key)) {
+    // PUT checks the point with the signature (signed_packet.ts); GET only when nothing is stored.
+    if (key === null) {
       await req.body?.cancel().catch(() => {});
       return errorResponse(400, `invalid key: ${seg.slice(0, 64)}`);
     }
@@ -50,6 +51,7 @@ export function pkarrHandler(svc: DiscoveryService): (req: Request, info: { remo
       } catch (e) {
         return errorResponse(500, `store: ${(e as Error).message}`);
       }
+      if (!p && !PACKET_VERIFIER.isValidKey(key)) return errorResponse(400, `invalid key: ${seg.slice(0, 64)}`);
       svc.metrics.pkarrGet.inc({ outcome: p ? "found" : "not_found" });
       if (!p) return errorResponse(404, null);
       return new Response(p.bytes.slice(32), {
@@ -80,6 +82,7 @@ export function pkarrHandler(svc: DiscoveryService): (req: Request, info: { remo
     } catch (e) {
       if (!(e instanceof PacketError)) throw e;
       svc.metrics.pkarrPublish.inc({ outcome: "invalid" });
+      if (e.message === "invalid public key") return errorResponse(400, `invalid key: ${seg.slice(0, 64)}`);
       return errorResponse(400, `invalid body payload: ${e.message}`);
     }
     try {

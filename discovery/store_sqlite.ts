@@ -11,13 +11,26 @@
  *   compares BLOBs with memcmp then length, which is the spec's order when
  *   the timestamp is stored as 8 big-endian bytes. (A u64 timestamp does not
  *   fit SQLite's signed INTEGER, hence the BLOB.)
- * - Calls are synchronous on the event loop; each is a primary-key lookup or
- *   a single-row write (microseconds).
+ * - Writes are group-committed: upserts arriving in the same event-loop turn
+ *   share one transaction (at most {@link MAX_BATCH}), and each resolves only
+ *   after its COMMIT. One commit costs about as much as one row (measured
+ *   ~70 µs per single-row transaction on this machine), so under load this
+ *   multiplies the write rate; upstream batches its writer the same way.
+ * - Calls are synchronous on the event loop; a read is a primary-key lookup.
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { SignedPacket } from "./proto/signed_packet.ts";
 import type { PacketStore, UpsertResult } from "./store.ts";
+
+/** Most upserts in one transaction. */
+export const MAX_BATCH = 1024;
+
+interface PendingUpsert {
+  p: SignedPacket;
+  resolve(r: UpsertResult): void;
+  reject(e: Error): void;
+}
 
 /** File name inside `data_dir`. */
 export const SQLITE_FILE = "signed-packets-1.sqlite";
@@ -37,6 +50,7 @@ export class SqliteStore implements PacketStore {
   readonly #evict: StatementSync;
   readonly #count: StatementSync;
   #open = true;
+  #pending: PendingUpsert[] = [];
 
   /** Opens (creating if needed) the database at `path` (`:memory:` for tests). */
   constructor(path: string) {
@@ -60,8 +74,35 @@ export class SqliteStore implements PacketStore {
   }
 
   upsert(p: SignedPacket): Promise<UpsertResult> {
-    const r = this.#upsert.run(p.key, tsBytes(p.ts), p.dns, p.bytes, Date.now() * 1000);
-    return Promise.resolve(Number(r.changes) > 0 ? "stored" : "stale");
+    if (!this.#open) return Promise.reject(new Error("store closed"));
+    const done = Promise.withResolvers<UpsertResult>();
+    if (this.#pending.push({ p, resolve: done.resolve, reject: done.reject }) === 1) setTimeout(() => this.#flush(), 0);
+    return done.promise;
+  }
+
+  #flush(): void {
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.splice(0, MAX_BATCH);
+      const results: UpsertResult[] = [];
+      try {
+        this.#db.exec("BEGIN IMMEDIATE");
+        const now = Date.now() * 1000;
+        for (const { p } of batch) {
+          const r = this.#upsert.run(p.key, tsBytes(p.ts), p.dns, p.bytes, now);
+          results.push(Number(r.changes) > 0 ? "stored" : "stale");
+        }
+        this.#db.exec("COMMIT");
+      } catch (e) {
+        try {
+          this.#db.exec("ROLLBACK");
+        } catch {
+          // no transaction open
+        }
+        for (const w of batch) w.reject(e as Error);
+        continue;
+      }
+      batch.forEach((w, i) => w.resolve(results[i]!));
+    }
   }
 
   evictOlderThan(cutoffUs: bigint): Promise<number> {
@@ -77,6 +118,7 @@ export class SqliteStore implements PacketStore {
   }
 
   close(): Promise<void> {
+    this.#flush();
     if (this.#open) {
       this.#open = false;
       this.#db.close();
