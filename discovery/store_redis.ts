@@ -81,7 +81,11 @@ export class RedisStore implements PacketStore {
       log: opts.log,
       maxBufferBytes: BUFFER_BYTES,
       onReply: (v) => this.#waiting.shift()?.resolve(v),
-      onUp: () => {},
+      // The database number of `redis_url` (the shared client leaves SELECT to its users); the buffer is
+      // empty here (nothing is queued while the link is down), so SELECT goes first.
+      onUp: () => {
+        if (opts.target.db !== 0) this.#enqueue(["SELECT", String(opts.target.db)]).catch(() => {});
+      },
       onDown: () => {
         const lost = this.#waiting.splice(0);
         for (const w of lost) w.reject(new Error("redis link lost"));
@@ -97,6 +101,10 @@ export class RedisStore implements PacketStore {
 
   #send(args: (string | Uint8Array)[]): Promise<RespValue> {
     if (!this.#conn.up) return Promise.reject(new Error("redis is not connected"));
+    return this.#enqueue(args);
+  }
+
+  #enqueue(args: (string | Uint8Array)[]): Promise<RespValue> {
     const cmd = encodeCommand(args);
     const out = this.#conn.out;
     if (!out.fits(cmd.length)) return Promise.reject(new Error("redis output buffer full"));
