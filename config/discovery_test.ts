@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { configFromText } from "./mod.ts";
 
 Deno.test("[discovery] defaults: DNS on the http host :5300, simple rate limit, 7 days, SQLite in ./data", () => {
-  const { config } = configFromText('http_bind_addr = "127.0.0.1:80"\n[discovery]\norigins = ["DNS.Example.org.", "."]', "t");
+  const { config } = configFromText(
+    'http_bind_addr = "127.0.0.1:80"\n[discovery]\norigins = ["DNS.Example.org.", "."]',
+    "t",
+  );
   assert.deepEqual(config.discovery, {
     origins: ["dns.example.org", ""],
     dnsBindAddr: { hostname: "127.0.0.1", port: 5300 },

@@ -53,12 +53,17 @@ const core = new RelayCore({
 if (mesh) addMeshMetrics(core.metrics, mesh);
 // Linked before the first request is served, so no datagram is routed without the mesh.
 await core.startMesh();
-if (mesh) {
-  // The mesh's watch and timers would keep `deno serve` alive after SIGTERM; closing it also
-  // removes this instance's directory entries at once instead of letting them expire.
+const discovery = config.discovery
+  ? await startDiscovery(config.discovery, { dns: false, log: log.child("discovery") })
+  : undefined;
+
+if (mesh || discovery) {
+  // The mesh's watch and timers (and discovery's eviction sweep) would keep `deno serve` alive after
+  // SIGTERM; closing the mesh also removes this instance's directory entries at once instead of
+  // letting them expire, and closing discovery flushes its store.
   const stop = () => {
     core.close();
-    mesh.close().finally(() => Deno.exit(0));
+    Promise.allSettled([mesh?.close(), discovery?.close()]).finally(() => Deno.exit(0));
   };
   try {
     Deno.addSignalListener("SIGTERM", stop);
@@ -67,10 +72,6 @@ if (mesh) {
     // No signals on this platform: it stops isolates itself.
   }
 }
-
-const discovery = config.discovery
-  ? await startDiscovery(config.discovery, { dns: false, log: log.child("discovery") })
-  : undefined;
 
 const handler = createFetchHandler(core, {
   health: {

@@ -30,10 +30,10 @@ import { PutRateLimiter } from "./rate_limit.ts";
 /** Ed25519 checks with the relay's strict verifier (WebCrypto, off the event loop). */
 export const PACKET_VERIFIER: PacketVerifier = { isValidKey: isCurvePoint, verify: verifyStrict };
 
-/** Parsed-record cache entries. */
-const RECORD_CACHE_SIZE = 65_536;
-/** Reply cache entries (each ≤ 1232 bytes over UDP, 64 KiB over TCP: only replies ≤ 4 KiB are kept). */
-const REPLY_CACHE_SIZE = 16_384;
+/** Parsed-record cache entries (a parsed packet of ≤ 1000 bytes is a few KiB of objects). */
+const RECORD_CACHE_SIZE = 16_384;
+/** Reply cache bound: total reply bytes (an iroh reply is ~250 bytes, so ~100k keys fit). */
+const REPLY_CACHE_BYTES = 32 * 1024 * 1024;
 /** Largest reply kept in the reply cache, bytes. */
 const REPLY_CACHE_MAX_BYTES = 4096;
 
@@ -45,9 +45,7 @@ interface CachedReply {
 
 /** The bytes as a string key (latin1; queries are small). */
 function bytesKey(prefix: string, b: Uint8Array): string {
-  let s = prefix;
-  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
-  return s;
+  return prefix + String.fromCharCode.apply(null, b as unknown as number[]);
 }
 
 /** Options of {@link DiscoveryService}. */
@@ -89,6 +87,7 @@ export class DiscoveryService {
   readonly #now: () => number;
   readonly #records = new Map<string, { sig: Uint8Array; records: PacketRecords }>();
   readonly #replies = new Map<string, CachedReply>();
+  #replyBytes = 0;
   #sweep: ReturnType<typeof setInterval> | undefined;
   #sweeping: Promise<void> = Promise.resolve();
 
@@ -179,7 +178,7 @@ export class DiscoveryService {
         bytes[1] = query[1]!;
         return { ...hit.reply, bytes };
       }
-      this.#replies.delete(cacheKey!);
+      this.#dropReply(cacheKey!);
     }
     let used: SignedPacket | null = null;
     const reply = await respond(query, transport, this.zone, async (key, z32) => {
@@ -191,9 +190,17 @@ export class DiscoveryService {
       cacheKey !== null && reply && from && reply.rcode === "NOERROR" && reply.bytes.length <= REPLY_CACHE_MAX_BYTES
     ) {
       this.#replies.set(cacheKey, { key: from.key.slice(), sig: from.sig.slice(), reply });
-      if (this.#replies.size > REPLY_CACHE_SIZE) this.#replies.delete(this.#replies.keys().next().value!);
+      this.#replyBytes += cacheKey.length + reply.bytes.length;
+      while (this.#replyBytes > REPLY_CACHE_BYTES) this.#dropReply(this.#replies.keys().next().value!);
     }
     return reply;
+  }
+
+  #dropReply(k: string): void {
+    const e = this.#replies.get(k);
+    if (e === undefined) return;
+    this.#replies.delete(k);
+    this.#replyBytes -= k.length + e.reply.bytes.length;
   }
 
   /** Stops the sweep and closes the store. */

@@ -14,6 +14,7 @@ import { ensureDig, parseDig, run } from "./support/discovery_stack.ts";
 import { irohTxt, nowUs, relayPayload, testKey } from "./support/pkarr_packet.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const EDGE = new URL("../deploy/edge.ts", import.meta.url).pathname;
 const DENO = Deno.execPath();
 const dec = new TextDecoder();
 
@@ -192,6 +193,61 @@ Deno.test("Redis store: two instances on one Redis; PUT on one, DNS and GET on t
     await a?.stop();
     await b?.stop();
     await redis.close();
+  }
+});
+
+Deno.test("the edge entry (deno serve deploy/edge.ts) serves /pkarr and /dns-query from a [discovery] table", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "disc-edge-" });
+  const cfgPath = `${dir}/relay.toml`;
+  await Deno.writeTextFile(
+    cfgPath,
+    `[discovery]\norigins = ["dns.example.org"]\npkarr_put_rate_limit = "disabled"\ndata_dir = ${
+      JSON.stringify(dir)
+    }\n`,
+  );
+  const child = new Deno.Command(DENO, {
+    args: ["serve", "-A", "--host", "127.0.0.1", "--port", "0", EDGE],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", RELAY_CONFIG: cfgPath },
+  }).spawn();
+  let out = "";
+  const ready = Promise.withResolvers<number>();
+  const pump = async (st: ReadableStream<Uint8Array>) => {
+    for await (const chunk of st) {
+      out = (out + dec.decode(chunk)).slice(-20_000);
+      const m = /Listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) ready.resolve(Number(m[1]));
+    }
+  };
+  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  child.status.then((st) => ready.reject(new Error(`deno serve exited (${st.code}): ${out.slice(-2000)}`)));
+  try {
+    const port = await withTimeout(ready.promise, 30_000, "deno serve to listen");
+    const k = testKey();
+    const body = relayPayload(k, nowUs(), irohTxt(k, ["relay=https://edge.example/"]));
+    const put = await fetch(`http://127.0.0.1:${port}/pkarr/${k.z32}`, { method: "PUT", body: body.slice() });
+    await put.body?.cancel();
+    assert.equal(put.status, 204);
+    const got = await fetch(`http://127.0.0.1:${port}/pkarr/${k.z32}`);
+    assert.deepEqual(new Uint8Array(await got.arrayBuffer()), body);
+    const doh = await fetch(`http://127.0.0.1:${port}/dns-query?name=_iroh.${k.z32}.dns.example.org&type=TXT`, {
+      headers: { accept: "application/dns-json" },
+    });
+    const j = await doh.json();
+    assert.deepEqual(j.Answer.map((a: { data: string }) => a.data), ['"relay=https://edge.example/"']);
+    const health = await (await fetch(`http://127.0.0.1:${port}/healthz`)).json();
+    assert.equal(health.discovery.store, "sqlite");
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // gone
+    }
+    await child.status;
+    await pumps;
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
