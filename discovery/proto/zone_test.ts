@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { perturb, Rng } from "../../tests/support/bytes.ts";
-import { decodeMessage, encodeMessage } from "./dns_wire.ts";
+import { decodeMessage, encodeMessage, type Question } from "./dns_wire.ts";
 import { CLASSIC_UDP_SIZE, respond } from "./responder.ts";
 import { VECTOR } from "./testdata.ts";
 import { answerQuestion, locate, packetRecords, type RecordLookup } from "./zone.ts";
@@ -10,13 +10,12 @@ const ORIGINS = ["dns.example.org", ""];
 const vectorLookup: RecordLookup = (_key, z32) =>
   Promise.resolve(z32 === VECTOR.z32 ? packetRecords(VECTOR.dns, VECTOR.z32) : null);
 
-function query(name: string, type = "TXT", extra: Record<string, unknown> = {}): Uint8Array {
-  // deno-lint-ignore no-explicit-any
+function query(name: string, type: Question["type"] = "TXT", extra: Record<string, unknown> = {}): Uint8Array {
   return encodeMessage({
     id: 0xbeef,
     type: "query",
     flags: 0x0100,
-    questions: [{ name, type: type as any }],
+    questions: [{ name, type }],
     ...extra,
   });
 }
