@@ -16,12 +16,18 @@
  *   after its COMMIT. One commit costs about as much as one row (measured
  *   ~70 µs per single-row transaction on this machine), so under load this
  *   multiplies the write rate; upstream batches its writer the same way.
- * - Calls are synchronous on the event loop; a read is a primary-key lookup.
+ * - Calls are synchronous on the event loop; a read is a primary-key lookup,
+ *   or none: recently read or written packets are kept in memory (bounded by
+ *   {@link READ_CACHE_BYTES}). This process is the file's only writer, so the
+ *   copy is always current; an eviction sweep that removes anything clears it.
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import type { SignedPacket } from "./proto/signed_packet.ts";
 import type { PacketStore, UpsertResult } from "./store.ts";
+
+/** Bound of the in-memory copy of stored packets, bytes. */
+export const READ_CACHE_BYTES = 32 * 1024 * 1024;
 
 /** Most upserts in one transaction. */
 export const MAX_BATCH = 1024;
@@ -51,6 +57,8 @@ export class SqliteStore implements PacketStore {
   readonly #count: StatementSync;
   #open = true;
   #pending: PendingUpsert[] = [];
+  readonly #cache = new Map<string, Uint8Array>();
+  #cacheBytes = 0;
 
   /** Opens (creating if needed) the database at `path` (`:memory:` for tests). */
   constructor(path: string) {
@@ -69,8 +77,27 @@ export class SqliteStore implements PacketStore {
   }
 
   get(key: Uint8Array): Promise<Uint8Array | null> {
+    const k = String.fromCharCode.apply(null, key as unknown as number[]);
+    const hit = this.#cache.get(k);
+    if (hit) return Promise.resolve(hit);
     const row = this.#get.get(key) as { packet: Uint8Array } | undefined;
-    return Promise.resolve(row ? new Uint8Array(row.packet) : null);
+    if (!row) return Promise.resolve(null);
+    const bytes = new Uint8Array(row.packet);
+    this.#remember(k, bytes);
+    return Promise.resolve(bytes);
+  }
+
+  #remember(k: string, bytes: Uint8Array): void {
+    const old = this.#cache.get(k);
+    if (old) this.#cacheBytes -= old.length;
+    this.#cache.delete(k);
+    this.#cache.set(k, bytes);
+    this.#cacheBytes += bytes.length;
+    while (this.#cacheBytes > READ_CACHE_BYTES) {
+      const [first, v] = this.#cache.entries().next().value!;
+      this.#cache.delete(first);
+      this.#cacheBytes -= v.length;
+    }
   }
 
   upsert(p: SignedPacket): Promise<UpsertResult> {
@@ -101,12 +128,22 @@ export class SqliteStore implements PacketStore {
         for (const w of batch) w.reject(e as Error);
         continue;
       }
-      batch.forEach((w, i) => w.resolve(results[i]!));
+      batch.forEach((w, i) => {
+        if (results[i] === "stored") {
+          this.#remember(String.fromCharCode.apply(null, w.p.key as unknown as number[]), w.p.bytes);
+        }
+        w.resolve(results[i]!);
+      });
     }
   }
 
   evictOlderThan(cutoffUs: bigint): Promise<number> {
-    return Promise.resolve(Number(this.#evict.run(tsBytes(cutoffUs < 0n ? 0n : cutoffUs)).changes));
+    const n = Number(this.#evict.run(tsBytes(cutoffUs < 0n ? 0n : cutoffUs)).changes);
+    if (n > 0) {
+      this.#cache.clear();
+      this.#cacheBytes = 0;
+    }
+    return Promise.resolve(n);
   }
 
   count(): Promise<number> {
