@@ -22,7 +22,7 @@ import assert from "node:assert/strict";
 import { ALPN, nextEvent, PEER_SCRIPT, RELAY_PORT_IN_NS, RELAY_URL, startPeer } from "./support/iroh_echo.ts";
 import { Netns } from "./support/netns.ts";
 import { run, startDiscoveryStack } from "./support/discovery_stack.ts";
-import { testKey } from "./support/pkarr_packet.ts";
+import { testKey, z32 } from "./support/pkarr_packet.ts";
 import { toHex } from "./support/bytes.ts";
 
 const PUBLISH = new URL("./support/pkarr_publish.mjs", import.meta.url).pathname;
@@ -52,6 +52,14 @@ Deno.test("iroh 1.x with the n0 preset resolves a peer through our DNS (pkarr-pu
     const fwd = nsB.spawn("node", [FORWARDER, "53", "53"]);
     assert.equal(await fwd.nextLine({ timeoutMs: 10_000 }), "ready");
     const before = s.discovery.service.metrics.dnsRequests.get({ protocol: "tcp", rcode: "NOERROR" });
+    // Which keys the DNS side looked up (the service's packet read, wrapped).
+    const svc = s.discovery.service;
+    const lookedUp: string[] = [];
+    const read = svc.getPacket.bind(svc);
+    svc.getPacket = (key: Uint8Array) => {
+      lookedUp.push(z32(key));
+      return read(key);
+    };
     const dialer = nsB.spawn("unshare", [
       "--mount",
       "--propagation",
@@ -81,6 +89,9 @@ Deno.test("iroh 1.x with the n0 preset resolves a peer through our DNS (pkarr-pu
     const paths = done.paths as { isRelay: boolean; isSelected: boolean; remoteAddr: string }[];
     assert.ok(paths.some((p) => p.isSelected && p.isRelay && p.remoteAddr === RELAY_URL), JSON.stringify(paths));
     assert.ok(s.discovery.service.metrics.dnsRequests.get({ protocol: "tcp", rcode: "NOERROR" }) > before);
+    // B found A by asking our DNS for A's key (there is no other way: n0's pkarr relay is out of reach).
+    assert.ok(lookedUp.includes(a.z32), `looked up: ${lookedUp.join(", ")}`);
+    assert.equal(svc.metrics.pkarrGet.get({ outcome: "found" }), 0);
     assert.ok(nsB.stats(RELAY_PORT_IN_NS).bytesUp >= BYTES);
     await dialer.send("close");
     await nextEvent(dialer, "exit", TIMEOUT_MS);
