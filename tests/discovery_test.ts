@@ -157,6 +157,18 @@ Deno.test("forged signature, wrong key, oversize, older timestamp, garbage: spec
       ["oversize", k.z32, big, 400, /more than the 1000/],
       ["older timestamp", k.z32, relayPayload(k, ts - 1n, irohTxt(k, ["relay=https://old.example/"])), 204, null],
       ["garbage", k.z32, crypto.getRandomValues(new Uint8Array(200)), 400, /invalid body payload/],
+      // Validly signed, but the DNS part's answer name is a compression pointer to itself.
+      [
+        "pointer loop",
+        k.z32,
+        relayPayload(
+          k,
+          ts + 20n,
+          Uint8Array.from([0, 0, 0x80, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 30, 0, 0]),
+        ),
+        400,
+        /DNS packet does not parse/,
+      ],
       ["empty", k.z32, new Uint8Array(0), 400, /at least 72/],
       ["bad key", "notakey", good, 400, /invalid key/],
     ];
@@ -177,7 +189,7 @@ Deno.test("forged signature, wrong key, oversize, older timestamp, garbage: spec
     await huge.body?.cancel();
     assert.equal(huge.status, 413);
     const m = s.discovery.metrics();
-    assert.match(m, /pkarr_publish_total\{outcome="invalid"\} 5/);
+    assert.match(m, /pkarr_publish_total\{outcome="invalid"\} 6/);
     assert.match(m, /pkarr_publish_total\{outcome="stale"\} 1/);
   } finally {
     await s.close();
