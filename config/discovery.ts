@@ -10,12 +10,12 @@
  * origins = ["dns.example.org", "."]
  * dns_bind_addr = "0.0.0.0:53"
  * pkarr_put_rate_limit = "smart"     # behind a reverse proxy
- * store = "sqlite"                   # or "redis" with redis_url
+ * store = "sqlite"                   # or "redis" with redis_url; data_dir defaults as [mailbox]'s
  * ```
  */
 
 import { parseRedisUrl, type RedisTarget } from "../redis/mod.ts";
-import { type BindAddr, ConfigError, DEFAULT_REDIS_URL, type Reader } from "./schema.ts";
+import { type BindAddr, ConfigError, DEFAULT_REDIS_URL, defaultDataDir, type Reader } from "./schema.ts";
 
 /** Where signed packets are kept. */
 export type DiscoveryStoreConfig =
@@ -99,7 +99,7 @@ export function readDiscovery(
     }
     store = { kind, redis, prefix };
   } else {
-    const dataDir = d.str("data_dir") ?? ctx.env["IROH_DNS_DATA_DIR"] ?? "data";
+    const dataDir = d.str("data_dir") ?? ctx.env["IROH_DNS_DATA_DIR"] ?? defaultDataDir(ctx.env);
     if (dataDir === "") throw new ConfigError("discovery.data_dir", "must not be empty");
     store = { kind, dataDir };
   }

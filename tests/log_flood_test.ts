@@ -21,7 +21,10 @@ async function metric(port: number, re: RegExp): Promise<number> {
 Deno.test("one 0.35 ClientInfo replayed on 300 connections writes at most ~20 log lines", async () => {
   const dir = await Deno.makeTempDir();
   const path = `${dir}/relay.toml`;
-  await Deno.writeTextFile(path, `http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nenable_stun = false\n`);
+  await Deno.writeTextFile(
+    path,
+    `http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nenable_stun = false\n`,
+  );
   const main = new MainProcess(["--config", path]);
   const open: TestRelayClient[] = [];
   try {
