@@ -2,7 +2,9 @@
  * @module
  * Loading the TOML config: read the file, parse it (smol-toml, through the
  * import map so one line swaps the parser), validate with
- * {@link validateConfig}. Problems become one {@link ConfigError} line.
+ * {@link validateConfig}. Problems become one {@link ConfigError} line; a
+ * TOML syntax error also shows the offending line with a caret under the
+ * column.
  *
  * @example
  * ```ts
@@ -12,7 +14,7 @@
  * ```
  */
 
-import { parse } from "smol-toml";
+import { parse, TomlError } from "smol-toml";
 import { type Config, ConfigError, type SchemaEnv, validateConfig } from "./schema.ts";
 
 export * from "./schema.ts";
@@ -36,16 +38,37 @@ export function configFromText(
   try {
     doc = parse(text) as Record<string, unknown>;
   } catch (e) {
-    const msg = (e as Error).message.split("\n")[0] ?? "invalid TOML";
-    throw new ConfigError(source, `invalid TOML: ${msg}`);
+    throw tomlError(e, text, source);
   }
   try {
     return validateConfig(doc, env);
   } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
     // Name the file too: an operator may have several configs.
-    if (e instanceof ConfigError) throw new ConfigError(e.key, e.problem, source);
-    throw e;
+    const named = new ConfigError(e.key, e.problem, source);
+    named.warnings = e.warnings;
+    throw named;
   }
+}
+
+/** Shows a control character as `\xNN`, so a bad byte cannot mangle the terminal. */
+function printable(line: string): string {
+  // deno-lint-ignore no-control-regex -- control characters are exactly what is replaced here
+  return line.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+/**
+ * `file:LINE:COLUMN: invalid TOML: <reason>`, then the line and a caret under the column.
+ * The parser's message repeats its own excerpt after a blank line; only the reason is kept.
+ */
+function tomlError(e: unknown, text: string, source: string): ConfigError {
+  const reason = ((e as Error).message.split("\n")[0] ?? "").replace(/^Invalid TOML document: /, "") ||
+    "syntax error";
+  if (!(e instanceof TomlError) || !(e.line >= 1)) return new ConfigError(source, `invalid TOML: ${reason}`);
+  const line = printable(text.split(/\r?\n/)[e.line - 1] ?? "");
+  const gutter = `${e.line} | `;
+  const caret = " ".repeat(gutter.length - 2) + "| " + " ".repeat(Math.max(0, e.column - 1)) + "^";
+  return new ConfigError(`${source}:${e.line}:${e.column}`, `invalid TOML: ${reason}\n  ${gutter}${line}\n  ${caret}`);
 }
 
 /**

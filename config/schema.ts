@@ -10,11 +10,17 @@
  * Every problem is a {@link ConfigError} naming the key path, so `main.ts`
  * can print one line and exit 2. No I/O here: environment overrides come in
  * as a plain record.
+ *
+ * Known keys are the keys the validation code asks for ({@link Reader}
+ * records every name it is asked about), so a new table or key is known as
+ * soon as it is read; an unknown key is an error unless `strict = false`
+ * (or `--no-strict`), with the closest known key suggested.
  */
 
 import { parseKeyText } from "./key_text.ts";
 import { parseRedisUrl, type RedisTarget } from "../redis/mod.ts";
 import { type DiscoveryConfig, readDiscovery } from "./discovery.ts";
+import { closestKey } from "./suggest.ts";
 
 /** A `host:port` listen address. */
 export interface BindAddr {
@@ -284,6 +290,8 @@ export class ConfigError extends Error {
   readonly problem: string;
   /** Config file the key is in, when known. */
   readonly file: string | undefined;
+  /** Warnings found before the error (unknown keys that may explain it): print them first. */
+  warnings: string[] = [];
   /** @param key dotted path; @param problem what is wrong; @param file where */
   constructor(key: string, problem: string, file?: string) {
     super(file !== undefined && file !== key ? `${file}: ${key}: ${problem}` : `${key}: ${problem}`);
@@ -302,6 +310,8 @@ export interface SchemaEnv {
   dev?: boolean;
   /** This machine's host name, for the derived relay URL. */
   hostname?: string;
+  /** `--no-strict` passes false: unknown keys are warnings even without `strict = false`. */
+  strict?: boolean;
 }
 
 type Table = Record<string, unknown>;
@@ -310,15 +320,28 @@ function isTable(v: unknown): v is Table {
   return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
-/** Reads typed values from one table, remembering which keys were used (section files use it too). */
+/**
+ * Reads typed values from one table, remembering every key name it was asked
+ * about: those are the table's known keys (section files use it too). Readers
+ * of sub-tables join the `registry` of their parent, so every table read is
+ * checked for unknown keys.
+ */
 export class Reader {
   readonly #t: Table;
   readonly #path: string;
   readonly #seen = new Set<string>();
+  readonly #registry: Reader[];
 
-  constructor(t: Table, path: string) {
+  constructor(t: Table, path: string, registry: Reader[] = []) {
     this.#t = t;
     this.#path = path;
+    this.#registry = registry;
+    registry.push(this);
+  }
+
+  /** Dotted path of this table ("" at the top). */
+  get path(): string {
+    return this.#path;
   }
 
   key(k: string): string {
@@ -326,6 +349,7 @@ export class Reader {
   }
 
   has(k: string): boolean {
+    this.#seen.add(k);
     return this.#t[k] !== undefined;
   }
 
@@ -389,7 +413,7 @@ export class Reader {
     const v = this.raw(k);
     if (v === undefined) return undefined;
     if (!isTable(v)) throw new ConfigError(this.key(k), `expected a table, got ${show(v)}`);
-    return new Reader(v, this.key(k));
+    return new Reader(v, this.key(k), this.#registry);
   }
 
   strings(k: string): string[] | undefined {
@@ -401,9 +425,19 @@ export class Reader {
     return v as string[];
   }
 
-  /** Keys present but never read. */
+  /** Keys present but never read, as dotted paths. */
   unknown(): string[] {
-    return Object.keys(this.#t).filter((k) => !this.#seen.has(k)).map((k) => this.key(k));
+    return this.unknownNames().map((k) => this.key(k));
+  }
+
+  /** Keys present but never read, as names within this table. */
+  unknownNames(): string[] {
+    return Object.keys(this.#t).filter((k) => !this.#seen.has(k));
+  }
+
+  /** Key names the validation asked about so far. */
+  known(): ReadonlySet<string> {
+    return this.#seen;
   }
 
   get table_(): Table {
@@ -441,17 +475,89 @@ export const PASSWORD_HASH = /^pbkdf2-sha256\$(\d+)\$([A-Za-z0-9+/=_-]+)\$([A-Za
 /** Keys of the server METADATA namespace we accept in `[imap.metadata]`. */
 const ENTRY_NAME = /^\/shared(\/[\x21-\x7e]+)+$/;
 
+/** An unknown key, with the known key it probably meant. */
+interface UnknownKey {
+  /** Dotted path as written. */
+  key: string;
+  /** Closest known key (dotted path), if any is close. */
+  suggestion?: string;
+  /** The suggestion is a near-miss in the same table (not the same name in another one). */
+  typo?: true;
+}
+
+function unknownKeys(readers: readonly Reader[]): UnknownKey[] {
+  const all = [...new Set(readers)];
+  const found: UnknownKey[] = [];
+  for (const rd of all) {
+    for (const name of rd.unknownNames()) {
+      const key = rd.key(name);
+      const near = closestKey(name, rd.known());
+      // Else the right name in the wrong table: `bind_addr` at the top instead of in [imap].
+      const elsewhere = near === undefined ? all.find((o) => o !== rd && o.known().has(name))?.key(name) : undefined;
+      if (near !== undefined) found.push({ key, suggestion: rd.key(near), typo: true });
+      else if (elsewhere !== undefined) found.push({ key, suggestion: elsewhere });
+      else found.push({ key });
+    }
+  }
+  return found;
+}
+
+function didYouMean(u: UnknownKey): string {
+  return u.suggestion === undefined ? "" : ` (did you mean \`${u.suggestion}\`?)`;
+}
+
 /**
  * Validates a parsed TOML document.
  *
- * @returns the config and warnings (one per unknown or ignored key)
+ * Unknown keys are refused (a typo must not fall back to a public default)
+ * unless the file says `strict = false` or `envIn.strict` is false; then they
+ * are warnings. When another problem stops validation, the unknown keys that
+ * look like typos of known ones come with the error as
+ * {@link ConfigError.warnings}, since they often explain it.
+ *
+ * @returns the config and warnings (unknown or ignored keys)
  * @throws {ConfigError} the first problem found
  */
 export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Config; warnings: string[] } {
-  const env = envIn.env ?? {};
   const warnings: string[] = [];
-  const r = new Reader(doc, "");
-  const readers: Reader[] = [r];
+  const readers: Reader[] = [];
+  const r = new Reader(doc, "", readers);
+  let result: Config;
+  let strict = true;
+  try {
+    strict = r.bool("strict", true) && envIn.strict !== false;
+    result = validateTables(r, readers, warnings, envIn).config;
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      // Only near-misses: a table the error interrupted has not asked for all its keys yet.
+      const typos = unknownKeys(readers).filter((u) => u.typo);
+      e.warnings = [...warnings, ...typos.map((u) => `${u.key}: unknown key${didYouMean(u)}`)];
+    }
+    throw e;
+  }
+  const unknown = unknownKeys(readers);
+  if (strict && unknown.length > 0) {
+    const [first, ...rest] = unknown as [UnknownKey, ...UnknownKey[]];
+    const err = new ConfigError(
+      first.key,
+      `unknown key${didYouMean(first)}${rest.length ? ` (and ${rest.length} more above)` : ""}; ` +
+        "fix the name, or set `strict = false` at the top of the file (or pass --no-strict) to only warn",
+    );
+    err.warnings = [...warnings, ...rest.map((u) => `${u.key}: unknown key${didYouMean(u)}`)];
+    throw err;
+  }
+  for (const u of unknown) warnings.push(`${u.key}: unknown key, ignored${didYouMean(u)}`);
+  return { config: result, warnings };
+}
+
+/** Reads every table of the document; `r` is the top level, `readers` collects every table read. */
+function validateTables(
+  r: Reader,
+  readers: Reader[],
+  warnings: string[],
+  envIn: SchemaEnv,
+): { config: Config; warnings: string[] } {
+  const env = envIn.env ?? {};
 
   const enableRelay = r.bool("enable_relay", true);
   const httpBindAddr = r.addr("http_bind_addr") ?? { hostname: "::", port: envIn.dev ? 3340 : 80 };
@@ -575,7 +681,6 @@ export function validateConfig(doc: Table, envIn: SchemaEnv = {}): { config: Con
     warnings.push("discovery: enable_relay = false, so /pkarr and /dns-query are not served (DNS still is)");
   }
 
-  for (const rd of readers) for (const k of rd.unknown()) warnings.push(`${k}: unknown key, ignored`);
   return {
     config: {
       enableRelay,
@@ -708,7 +813,10 @@ function readAccess(r: Reader, env: Record<string, string | undefined>): AccessC
         const bearerToken = env["IROH_RELAY_HTTP_BEARER_TOKEN"] ?? fileToken;
         // Ours, not upstream's: requests to the hook at once (default 64 in relay/server/access.ts).
         const maxInFlight = h.int("max_in_flight", { min: 1, max: 65536 });
-        for (const k of h.unknown()) throw new ConfigError(k, "unknown key");
+        for (const k of h.unknownNames()) {
+          const near = closestKey(k, h.known());
+          throw new ConfigError(h.key(k), `unknown key${near ? ` (did you mean \`${h.key(near)}\`?)` : ""}`);
+        }
         access = {
           mode: "http",
           url,
@@ -994,7 +1102,7 @@ function readImap(
       if (typeof hash !== "string" || !PASSWORD_HASH.test(hash)) {
         throw new ConfigError(
           `imap.users."${name}"`,
-          `expected a password hash "pbkdf2-sha256$<iterations>$<salt>$<hash>" (make one with: main.ts hash-password)`,
+          `expected a password hash "pbkdf2-sha256$<iterations>$<salt>$<hash>" (make one with: npx deno task hash-password, or iroh-relay-deno hash-password)`,
         );
       }
       users.set(name, hash);

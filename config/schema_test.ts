@@ -306,8 +306,9 @@ Deno.test("validateConfig() requires [tls] for enable_quic_addr_discovery", () =
   assert.ok(warnings.some((w) => w.startsWith("enable_quic_addr_discovery:")));
 });
 
-Deno.test("validateConfig() warns about unknown keys at every level and keeps going", () => {
+Deno.test("validateConfig() with strict = false warns about unknown keys at every level and keeps going", () => {
   const { warnings, config } = load(`
+    strict = false
     frobnicate = 1
     enable_stun = false
     [limits]
@@ -323,9 +324,12 @@ Deno.test("validateConfig() warns about unknown keys at every level and keeps go
   `);
   assert.equal(config.limits.clientRx?.bytesPerSecond, 10);
   for (const key of ["frobnicate", "limits.bogus", "limits.client.rx.typo_burst", "tls.extra"]) {
-    assert.ok(warnings.includes(`${key}: unknown key, ignored`), `${key} in ${JSON.stringify(warnings)}`);
+    assert.ok(
+      warnings.some((w) => w.startsWith(`${key}: unknown key, ignored`)),
+      `${key} in ${JSON.stringify(warnings)}`,
+    );
   }
-  for (const known of ["enable_stun", "tls.contact", "limits.accept_conn_limit"]) {
+  for (const known of ["strict", "enable_stun", "tls.contact", "limits.accept_conn_limit"]) {
     assert.ok(!warnings.some((w) => w.startsWith(`${known}: unknown`)), known);
   }
 });
@@ -370,11 +374,19 @@ Deno.test("parseBindAddr() reads IPv4, bracketed IPv6 and host names; formatBind
   }
 });
 
-Deno.test("configFromText() turns a TOML syntax error into one ConfigError line naming the file", () => {
+Deno.test("configFromText() names file, line and column of a TOML syntax error and shows the line", () => {
   assert.throws(() => load("access = [unclosed"), (e: unknown) => {
     assert.ok(e instanceof ConfigError);
-    assert.equal(e.key, "test.toml");
-    assert.ok(!e.message.includes("\n"));
+    assert.match(e.key, /^test\.toml:1:\d+$/);
+    return true;
+  });
+  // Before: `invalid TOML: Invalid TOML document: illegal character in key`, no position.
+  assert.throws(() => load('enable_relay = true\nhttp bind_addr = "[::]:80"\n'), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(
+      e.message,
+      'test.toml:2:6: invalid TOML: illegal character in key\n  2 | http bind_addr = "[::]:80"\n    |      ^',
+    );
     return true;
   });
 });
@@ -466,8 +478,72 @@ Deno.test("validateConfig() never repeats a Redis password in an error", () => {
   });
 });
 
-Deno.test("validateConfig() warns about unknown [mesh] keys", () => {
-  assert.deepEqual(load('[mesh]\nbackend = "kv"\nkv_pth = "x"').warnings, ["mesh.kv_pth: unknown key, ignored"]);
+Deno.test("validateConfig() refuses unknown [mesh] keys, or warns with --no-strict", () => {
+  assertConfigError(() => load('[mesh]\nbackend = "kv"\nkv_pth = "x"'), "mesh.kv_pth", /did you mean `mesh\.kv_path`/);
+  assert.deepEqual(load('[mesh]\nbackend = "kv"\nkv_pth = "x"', { strict: false }).warnings, [
+    "mesh.kv_pth: unknown key, ignored (did you mean `mesh.kv_path`?)",
+  ]);
+});
+
+Deno.test("validateConfig() refuses a misspelled key instead of falling back to a public default", () => {
+  // Before: a warning, and the relay listened on [::]:80 / IMAP on [::]:143 (all interfaces, plaintext).
+  assertConfigError(
+    () => load('http_bind_adr = "127.0.0.1:3340"'),
+    "http_bind_adr",
+    /unknown key \(did you mean `http_bind_addr`\?\).*strict = false.*--no-strict/,
+  );
+  assertConfigError(
+    () => load('[imap]\nbind_adr = "127.0.0.1:1143"'),
+    "imap.bind_adr",
+    /did you mean `imap\.bind_addr`/,
+  );
+  // Case and dashes are forgiven in the suggestion; a key from another table names that table.
+  assertConfigError(() => load('HTTP-Bind-Addr = "127.0.0.1:1"'), "HTTP-Bind-Addr", /did you mean `http_bind_addr`/);
+  assertConfigError(() => load('bind_addr = "127.0.0.1:1"\n[imap]'), "bind_addr", /did you mean `imap\.bind_addr`/);
+  // Nothing close: no suggestion.
+  assertConfigError(() => load("frobnicate = 1"), "frobnicate", /^test\.toml: frobnicate: unknown key; fix the name/);
+  // Several: the first is the error, the others come as warnings.
+  assert.throws(() => load("aaa = 1\nbbb = 2\nccc = 3"), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.key, "aaa");
+    assert.match(e.problem, /and 2 more above/);
+    assert.deepEqual(e.warnings, ["bbb: unknown key", "ccc: unknown key"]);
+    return true;
+  });
+});
+
+Deno.test("validateConfig() makes unknown keys warnings with strict = false in the file or strict: false from the CLI", () => {
+  const fromFile = load('strict = false\nhttp_bind_adr = "127.0.0.1:3340"');
+  assert.deepEqual(fromFile.warnings, ["http_bind_adr: unknown key, ignored (did you mean `http_bind_addr`?)"]);
+  assert.equal(fromFile.config.httpBindAddr.port, 80);
+  const fromCli = load('http_bind_adr = "127.0.0.1:3340"', { strict: false });
+  assert.equal(fromCli.warnings.length, 1);
+  assertConfigError(() => load('strict = "no"'), "strict", /true or false/);
+  assert.deepEqual(load("strict = true").warnings, []);
+});
+
+Deno.test("validateConfig() hands the typo that explains an error over with the error", () => {
+  // Before: only `imap.login: "users" needs at least one entry in [imap.users]`.
+  assert.throws(() => load('[imap]\nlogin = "users"\n[imap.user]\nbob = "x"'), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.equal(e.key, "imap.login");
+    assert.deepEqual(e.warnings, ["imap.user: unknown key (did you mean `imap.users`?)"]);
+    return true;
+  });
+  // Keys the schema had not reached yet when it stopped are not called unknown.
+  assert.throws(() => load('[imap]\nlogin = "users"\n[imap.limits]\nmax_sessions = 5'), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.deepEqual(e.warnings, []);
+    return true;
+  });
+});
+
+Deno.test("validateConfig() suggests within access.http too", () => {
+  assertConfigError(
+    () => load('[access.http]\nurl = "http://127.0.0.1/"\nbearer_tokn = "x"'),
+    "access.http.bearer_tokn",
+    /did you mean `access\.http\.bearer_token`/,
+  );
 });
 
 Deno.test("meshConfigFromEnv() builds [mesh] from RELAY_MESH* variables, naming the variable in errors", () => {
