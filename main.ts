@@ -9,13 +9,23 @@
  * - `main.ts --dev`: built-in defaults, relay on `[::]:3340`, plain HTTP,
  *   metrics off, no file needed
  * - `main.ts check-config --config FILE`: validate and exit
- * - `main.ts hash-password`: read a password on stdin, print an
- *   `[imap.users]` hash
+ * - `main.ts hash-password`: prompt for a password (no echo) or read it
+ *   from stdin, print an `[imap.users]` hash
  *
  * Bad flags or config end with one `error: …` line and exit code 2.
  */
 
-import { type Config, ConfigError, configFromText, formatBindAddr, loadConfig } from "./config/mod.ts";
+import {
+  checkConfigFiles,
+  clientRelayUrl,
+  type Config,
+  ConfigError,
+  configFromText,
+  formatBindAddr,
+  loadConfig,
+  shortHostWarning,
+} from "./config/mod.ts";
+import { checkConfig, explainListenError, PasswordAborted, readPassword } from "./cli/mod.ts";
 import { createLogger, type Logger } from "./log/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type HttpRoute, type RelayService, requestBytes, startRelay } from "./relay/mod.ts";
@@ -30,15 +40,19 @@ import denoJson from "./deno.json" with { type: "json" };
 export const VERSION: string = denoJson.version;
 
 /**
- * Git revision: from `build-info.json`, which `deno task compile` writes and
- * embeds in the binary; else `RELAY_GIT_HASH`; else "unknown" (a source run).
+ * Git revision: in a compiled binary, from the `build-info.json` that
+ * `deno task compile` embeds; else `RELAY_GIT_HASH`; else "unknown". A
+ * source run never reads `dist/`, so a build left there cannot lend it a
+ * stale revision.
  */
 export const GIT_HASH: string = (() => {
-  try {
-    const info = JSON.parse(Deno.readTextFileSync(new URL("./dist/build-info.json", import.meta.url)));
-    if (typeof info.git === "string") return info.git;
-  } catch {
-    // not a compiled build
+  if (Deno.build.standalone) {
+    try {
+      const info = JSON.parse(Deno.readTextFileSync(new URL("./dist/build-info.json", import.meta.url)));
+      if (typeof info.git === "string") return info.git;
+    } catch {
+      // built without build info
+    }
   }
   try {
     return Deno.env.get("RELAY_GIT_HASH") ?? "unknown";
@@ -53,8 +67,9 @@ Usage:
   main.ts --config FILE        run every service FILE enables
   main.ts --dev [--config FILE] development defaults: relay on [::]:3340, plain HTTP, metrics off
   main.ts check-config --config FILE
-                               validate FILE, print warnings, exit
-  main.ts hash-password        read a password on stdin, print a hash for [imap.users]
+                               validate FILE and every file it names, print the
+                               listeners and the relay URL clients are told, exit
+  main.ts hash-password        prompt for a password (or read stdin), print a hash for [imap.users]
   main.ts --version | --help
 
 Flags:
@@ -62,6 +77,7 @@ Flags:
   --dev                               development mode (see above)
   --log-level LEVEL                   debug | info | warn | error (overrides [log] level)
   --log-format FORMAT                 text | json (overrides [log] format)
+  --no-strict                         unknown config keys are warnings, not errors (as strict = false)
 `;
 
 /** Parsed command line. */
@@ -76,6 +92,8 @@ export interface Cli {
   logLevel?: "debug" | "info" | "warn" | "error";
   /** `--log-format`. */
   logFormat?: "text" | "json";
+  /** `--no-strict`: unknown config keys are only warnings. */
+  noStrict?: boolean;
 }
 
 /** A command-line mistake: printed as one line, exit 2. */
@@ -111,6 +129,9 @@ export function parseArgs(args: string[]): Cli {
         break;
       case "--dev":
         cli.dev = true;
+        break;
+      case "--no-strict":
+        cli.noStrict = true;
         break;
       case "--log-level": {
         const v = value();
@@ -164,7 +185,12 @@ function hostname(): string {
 
 /** Loads the config the command line names (or the `--dev` defaults). */
 export async function configFor(cli: Cli): Promise<{ config: Config; warnings: string[] }> {
-  const env = { env: Deno.env.toObject(), dev: cli.dev, hostname: hostname() };
+  const env = {
+    env: Deno.env.toObject(),
+    dev: cli.dev,
+    hostname: hostname(),
+    ...(cli.noStrict ? { strict: false } : {}),
+  };
   const loaded = cli.configPath !== undefined
     ? await loadConfig(cli.configPath, env)
     : configFromText("", "defaults", env);
@@ -308,12 +334,6 @@ async function reloadAccess(cli: Cli, relay: RelayService, log: Logger): Promise
   );
 }
 
-async function readStdin(): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  for await (const c of Deno.stdin.readable) chunks.push(c);
-  return new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c]))).replace(/\r?\n$/, "");
-}
-
 function fail(message: string): never {
   console.error(`error: ${message}`);
   Deno.exit(2);
@@ -336,8 +356,13 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (cli.command === "hash-password") {
-    const pw = await readStdin();
-    if (pw === "") fail("hash-password: empty password on stdin");
+    let pw: string;
+    try {
+      pw = await readPassword();
+    } catch (e) {
+      if (e instanceof PasswordAborted) fail(e.message);
+      throw e;
+    }
     console.log(await hashPassword(pw));
     return 0;
   }
@@ -345,19 +370,37 @@ export async function main(args: string[]): Promise<number> {
   try {
     loaded = await configFor(cli);
   } catch (e) {
-    if (e instanceof ConfigError) fail(`config ${e.message}`);
+    if (e instanceof ConfigError) {
+      // The warnings first: a misspelled key often explains the error.
+      const early = createLogger({ format: cli.logFormat ?? "text" });
+      for (const w of e.warnings) early.warn(`config ${w}`);
+      fail(`config ${e.message}`);
+    }
     throw e;
   }
   const { config, warnings } = loaded;
   const log = createLogger({ level: config.log.level, format: config.log.format });
   for (const w of warnings) log.warn(`config ${w}`);
+  const where = cli.configPath ?? "defaults";
   if (cli.command === "check-config") {
+    const report = await checkConfig(config, hostname());
     // Beyond syntax: the files a LetsEncrypt table names must be usable here.
     const acmeProblems = config.tls?.acme ? await checkAcmeSetup(config.tls.acme) : [];
-    if (acmeProblems.length) fail(acmeProblems.map((p) => `config ${p.key}: ${p.problem}`).join("\nerror: "));
-    console.log(`${cli.configPath}: ok${warnings.length ? ` (${warnings.length} warning(s))` : ""}`);
+    for (const p of acmeProblems) {
+      if (!report.errors.some((e) => e.key === p.key)) report.errors.push(new ConfigError(p.key, p.problem));
+    }
+    for (const w of report.warnings) log.warn(`config ${w}`);
+    for (const e of report.errors) console.error(`error: config ${where}: ${e.message}`);
+    if (report.errors.length > 0) return 2;
+    const count = warnings.length + report.warnings.length;
+    console.log(`${where}: ok${count ? ` (${count} warning(s))` : ""}`);
+    for (const line of report.lines) console.log(line);
     return 0;
   }
+  // Every file the config names, checked before anything starts, so a missing one is named by its key.
+  const files = await checkConfigFiles(config);
+  for (const w of files.warnings) log.warn(`config ${w}`);
+  if (files.errors[0]) fail(`config ${where}: ${files.errors[0].message}`);
   // Signals are handled from before the first listener opens, so an early SIGTERM or
   // SIGHUP (a fast `systemctl reload`) is never lost or fatal.
   const stopped = Promise.withResolvers<string>();
@@ -378,9 +421,17 @@ export async function main(args: string[]): Promise<number> {
     services = await startServices(config, log);
   } catch (e) {
     if (e instanceof ConfigError) fail(`config ${e.message}`);
-    fail(`cannot start: ${(e as Error).message}`);
+    fail(`cannot start: ${explainListenError(e, config, cli.dev) ?? (e as Error).message}`);
   }
-  log.info(`iroh-relay-deno ${VERSION} running${cli.dev ? " (dev mode)" : ""}`);
+  const bound = services.relay?.httpsAddr ?? services.relay?.httpAddr;
+  const told = clientRelayUrl(config, hostname(), bound && { hostname: bound.hostname, port: bound.port });
+  log.info(
+    `iroh-relay-deno ${VERSION} running${cli.dev ? " (dev mode)" : ""}${
+      told ? `; relay URL for clients: ${told.url}` : ""
+    }`,
+  );
+  const short = told?.advertised ? shortHostWarning(told.url) : undefined;
+  if (short) log.warn(short);
   const sig = await stopped.promise;
   log.info(`${sig}: shutting down`);
   await services.close();

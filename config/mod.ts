@@ -19,6 +19,8 @@ import { type Config, ConfigError, type SchemaEnv, validateConfig } from "./sche
 
 export * from "./schema.ts";
 export * from "./discovery.ts";
+export { checkConfigFiles } from "./files.ts";
+export { clientRelayUrl, type EffectiveListener, effectiveListeners, shortHostWarning } from "./listeners.ts";
 export { parseKeyText } from "./key_text.ts";
 
 /**
