@@ -9,6 +9,11 @@
  * message saying exactly that. The full `deno` executable is not a denort:
  * a binary built on it runs as the Deno CLI instead of this program.
  *
+ * The revision goes in through `dist/build-info.json`, embedded with
+ * `--include` and removed again once the build ends: the source tree keeps
+ * no build artefact, and a source run never reads one (`main.ts` looks at
+ * it only when `Deno.build.standalone`).
+ *
  * Usage: `npx deno task compile [--target x86_64-unknown-linux-gnu] [--output PATH]`
  */
 
@@ -36,12 +41,11 @@ async function gitRevision(): Promise<string> {
 if (import.meta.main) {
   const output = arg("--output") ?? `${root}dist/iroh-relay-deno`;
   const target = arg("--target");
+  const distExisted = await Deno.stat(`${root}dist`).then(() => true, () => false);
   await Deno.mkdir(`${root}dist`, { recursive: true });
   const git = await gitRevision();
-  await Deno.writeTextFile(
-    `${root}dist/build-info.json`,
-    JSON.stringify({ git, built: new Date().toISOString() }) + "\n",
-  );
+  const buildInfo = `${root}dist/build-info.json`;
+  await Deno.writeTextFile(buildInfo, JSON.stringify({ git, built: new Date().toISOString() }) + "\n");
   const args = [
     "compile",
     // The permissions the service needs, baked in: network, reading its config and
@@ -64,6 +68,9 @@ if (import.meta.main) {
   ];
   console.error(`compile: git ${git}${Deno.env.get("DENORT_BIN") ? `, DENORT_BIN=${Deno.env.get("DENORT_BIN")}` : ""}`);
   const out = await new Deno.Command(Deno.execPath(), { args, cwd: root, stdout: "inherit", stderr: "piped" }).output();
+  await Deno.remove(buildInfo);
+  // dist/ only held the build info (the binary went elsewhere): leave no empty folder behind.
+  if (!distExisted) await Deno.remove(`${root}dist`).catch(() => {});
   const err = new TextDecoder().decode(out.stderr);
   await Deno.stderr.write(new TextEncoder().encode(err));
   if (!out.success) {

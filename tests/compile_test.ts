@@ -41,6 +41,11 @@ if (noRuntimeStub) {
   await Deno.remove(dir, { recursive: true });
 }
 
+Deno.test("building leaves no build info in the source tree, built or not", async () => {
+  // Before: dist/build-info.json stayed, and source runs then reported its (stale) revision.
+  assert.equal(await Deno.stat(`${ROOT}dist/build-info.json`).then(() => "present", () => "absent"), "absent");
+});
+
 Deno.test({
   name: "the compiled binary reports its version and serves the relay",
   ignore: noRuntimeStub,
