@@ -27,6 +27,7 @@ import {
 } from "./config/mod.ts";
 import { checkConfig, explainListenError, PasswordAborted, readPassword } from "./cli/mod.ts";
 import { createLogger, type Logger } from "./log/mod.ts";
+import { renderProcessMetrics } from "./metrics/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type HttpRoute, type RelayService, requestBytes, startRelay } from "./relay/mod.ts";
 import { type MailboxService, startMailbox } from "./mailbox/mod.ts";
@@ -275,6 +276,7 @@ export async function startServices(config: Config, log: Logger, tuning: Service
       services.discovery = await startDiscovery(config.discovery, { log: log.child("discovery") });
       routes.push(...services.discovery.routes);
     }
+    const build = { version: VERSION, git: GIT_HASH, deno: Deno.version.deno };
     const relayLog = log.child("relay");
     const tls = config.tls;
     // Before any listener opens: the cached certificate, or a placeholder the TLS listeners can load.
@@ -289,7 +291,8 @@ export async function startServices(config: Config, log: Logger, tuning: Service
       routes: [...routes, ...(services.acme ? [services.acme.route] : [])],
       extraMetrics: () =>
         (services.imap?.metrics() ?? "") + (services.stun?.metrics.render() ?? "") +
-        (services.mailbox?.metrics() ?? "") + (services.discovery?.metrics() ?? ""),
+        (services.mailbox?.metrics() ?? "") + (services.discovery?.metrics() ?? "") +
+        renderProcessMetrics("iroh_relay_deno", build),
       ...(mesh ? { core: { mesh } } : {}),
     });
     if (mesh) addMeshMetrics(services.relay.core.metrics, mesh);

@@ -64,3 +64,5 @@ export function renderMetrics<D extends CounterDefs>(
 }
 
 export { type Family, renderFamilies } from "./family.ts";
+export { CONTENT_TYPE, type MetricsFormat, negotiateFormat, toPrometheusText } from "./exposition.ts";
+export { type BuildInfo, renderProcessMetrics } from "./process.ts";

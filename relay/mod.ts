@@ -25,6 +25,7 @@
 
 import { type Config, formatBindAddr } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
+import { CONTENT_TYPE, negotiateFormat, toPrometheusText } from "../metrics/mod.ts";
 import type { HealthInfo } from "./transport/endpoints.ts";
 import { RelayCore, type RelayOptions } from "./server/relay_core.ts";
 import { serveListener, type TransportContext } from "./transport/tcp.ts";
@@ -224,11 +225,14 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
               service.metricsAddr = addr as Deno.NetAddr;
               resolve();
             },
-          }, () =>
-            new Response(core.metrics.render() + (opts.extraMetrics?.() ?? "") + "# EOF\n", {
-              // Upstream (iroh-metrics) serves OpenMetrics text under this content type.
-              headers: { "Content-Type": "text/plain; charset=utf-8" },
-            }));
+          }, (req) => {
+            // OpenMetrics for scrapers that ask for it (Prometheus does), the 0.0.4 text format otherwise.
+            const format = negotiateFormat(req.headers.get("accept"));
+            const text = core.metrics.render() + (opts.extraMetrics?.() ?? "") + "# EOF\n";
+            return new Response(format === "openmetrics" ? text : toPrometheusText(text), {
+              headers: { "Content-Type": CONTENT_TYPE[format] },
+            });
+          });
         } catch (e) {
           reject(e);
         }

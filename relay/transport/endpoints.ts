@@ -2,7 +2,8 @@
  * @module
  * The plain HTTP endpoints of the relay port, as a pure function of the
  * request head (spec §1.3): `/`, `/index.html`, `/robots.txt`, `/ping`,
- * `/generate_204`, `/healthz`, 404 otherwise. Shared by the raw listener
+ * `/generate_204`, `/healthz`, 404 otherwise. HEAD is answered wherever GET
+ * is (`curl -I /ping` health checks). Shared by the raw listener
  * and the `Deno.serve` edge entry, so both answer byte-for-byte alike.
  */
 
@@ -61,8 +62,13 @@ export function relayEndpoint(head: RequestHead, health: HealthInfo): HttpRespon
   return res;
 }
 
+/** GET, or HEAD, which is answered like GET without the body (the transport leaves it out). */
+function isGetOrHead(head: RequestHead): boolean {
+  return head.method === "GET" || head.method === "HEAD";
+}
+
 function route(head: RequestHead, health: HealthInfo): HttpResponse {
-  if (head.method !== "GET") return notFound();
+  if (!isGetOrHead(head)) return notFound();
   switch (head.path) {
     case "/":
     case "/index.html":
@@ -94,7 +100,7 @@ function route(head: RequestHead, health: HealthInfo): HttpResponse {
  * `GET /generate_204`, no security headers (upstream's captive-portal service).
  */
 export function captivePortalEndpoint(head: RequestHead): HttpResponse {
-  if (head.method === "GET" && head.path === "/generate_204") return generate204(head);
+  if (isGetOrHead(head) && head.path === "/generate_204") return generate204(head);
   return notFound();
 }
 

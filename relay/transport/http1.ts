@@ -257,9 +257,14 @@ const utf8 = new TextEncoder();
 
 /**
  * Serializes a response. Non-101 responses always carry `Content-Length`, so
- * a keep-alive client knows where the next response starts.
+ * a keep-alive client knows where the next response starts. `headOnly` (the
+ * answer to a HEAD request) keeps the length of the body but leaves it out
+ * (RFC 9110 §9.3.2).
  */
-export function serializeResponse(res: HttpResponse, opts: { close?: boolean } = {}): Uint8Array {
+export function serializeResponse(
+  res: HttpResponse,
+  opts: { close?: boolean; headOnly?: boolean } = {},
+): Uint8Array {
   const body = typeof res.body === "string" ? utf8.encode(res.body) : res.body ?? new Uint8Array(0);
   let head = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? "Unknown"}\r\n`;
   for (const [k, v] of res.headers) head += `${k}: ${v}\r\n`;
@@ -267,7 +272,7 @@ export function serializeResponse(res: HttpResponse, opts: { close?: boolean } =
   if (opts.close && res.status !== 101) head += "Connection: close\r\n";
   head += "\r\n";
   const h = utf8.encode(head);
-  if (body.length === 0) return h;
+  if (body.length === 0 || opts.headOnly) return h;
   const out = new Uint8Array(h.length + body.length);
   out.set(h);
   out.set(body, h.length);

@@ -233,7 +233,7 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
       }
       const res = ctx.role === "relay" ? relayEndpoint(head, ctx.health) : captivePortalEndpoint(head);
       const close = wantsClose(head);
-      await writeAll(conn, serializeResponse(res, { close }));
+      await writeAll(conn, serializeResponse(res, { close, headOnly: head.method === "HEAD" }));
       if (close) return;
       // Skip the (small) body, then keep the connection for the next request.
       let consumed = length + bodyLen;
