@@ -40,8 +40,15 @@ Deno.test("relayEndpoint() serves /robots.txt, /ping and /healthz", () => {
   assert.deepEqual(JSON.parse(String(health.body)), { status: "ok", version: "1.2.3", git_hash: "abc" });
 });
 
+Deno.test("relayEndpoint() answers HEAD like GET (the transport leaves the body out)", () => {
+  for (const path of ["/", "/index.html", "/robots.txt", "/ping", "/healthz", "/generate_204"]) {
+    assert.deepEqual(relayEndpoint(get(path, [], "HEAD"), HEALTH), relayEndpoint(get(path), HEALTH), path);
+  }
+  assert.equal(relayEndpoint(get("/nope", [], "HEAD"), HEALTH).status, 404);
+});
+
 Deno.test("relayEndpoint() answers 404 'Not Found' to unknown paths and to other methods", () => {
-  for (const head of [get("/nope"), get("/ping/"), get("/PING"), get("/ping", [], "POST"), get("/", [], "HEAD")]) {
+  for (const head of [get("/nope"), get("/ping/"), get("/PING"), get("/ping", [], "POST"), get("/", [], "PUT")]) {
     const res = relayEndpoint(head, HEALTH);
     assert.equal(res.status, 404, `${head.method} ${head.path}`);
     assert.equal(res.body, "Not Found");
@@ -86,7 +93,8 @@ Deno.test("generate204() does not echo invalid challenge values", async (t) => {
   assert.equal(headerOf(longest, "x-iroh-response"), "response " + "x".repeat(63));
 });
 
-Deno.test("captivePortalEndpoint() serves only GET /generate_204, without the security headers", () => {
+Deno.test("captivePortalEndpoint() serves only GET (and HEAD) /generate_204, without the security headers", () => {
+  assert.equal(captivePortalEndpoint(get("/generate_204", [], "HEAD")).status, 204);
   const ok = captivePortalEndpoint(get("/generate_204", [["x-iroh-challenge", "c"]]));
   assert.equal(ok.status, 204);
   assert.equal(headerOf(ok, "x-iroh-response"), "response c");
