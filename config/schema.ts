@@ -1102,7 +1102,7 @@ function readImap(
       if (typeof hash !== "string" || !PASSWORD_HASH.test(hash)) {
         throw new ConfigError(
           `imap.users."${name}"`,
-          `expected a password hash "pbkdf2-sha256$<iterations>$<salt>$<hash>" (make one with `npx deno task start hash-password` in a clone, or `iroh-relay-deno hash-password`)`,
+          `expected a password hash "pbkdf2-sha256$<iterations>$<salt>$<hash>" (make one with: npx deno task start hash-password, in a clone; or: iroh-relay-deno hash-password)`,
         );
       }
       users.set(name, hash);
