@@ -659,15 +659,18 @@ Deno.test("regression: RelayService.close() also closes connections that have no
   }
 });
 
-Deno.test("relay: metrics listener serves OpenMetrics text with upstream counter names and clients per generation", () =>
+Deno.test("relay: metrics listener serves OpenMetrics text (when asked) with upstream counter names and clients per generation", () =>
   withRelay({ metrics: true }, async (s) => {
     const d = await s.connect("derp");
     const v = await s.connect("v2");
     await exchange(d, v);
     await exchange(v, d);
-    const r = await rawGet(s.relay.metricsAddr!.port, "/metrics");
+    // As Prometheus asks; without this header the Prometheus text format is served (tests/monitoring_test.ts).
+    const r = await rawGet(s.relay.metricsAddr!.port, "/metrics", [
+      "Accept: application/openmetrics-text; version=1.0.0",
+    ]);
     assert.equal(r.status, 200);
-    assert.match(getHeader(r, "content-type") ?? "", /^text\/plain/);
+    assert.equal(getHeader(r, "content-type"), "application/openmetrics-text; version=1.0.0; charset=utf-8");
     assert.ok(r.body.endsWith("# EOF\n"), "ends with # EOF");
     for (
       const name of [
