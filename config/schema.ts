@@ -14,7 +14,9 @@
  * Known keys are the keys the validation code asks for ({@link Reader}
  * records every name it is asked about), so a new table or key is known as
  * soon as it is read; an unknown key is an error unless `strict = false`
- * (or `--no-strict`), with the closest known key suggested.
+ * (or `--no-strict`), with the closest known key suggested. So read every
+ * key of a table whatever the other keys say (or at least ask `has()`): a
+ * key read only on some paths is "unknown" on the others.
  */
 
 import { parseKeyText } from "./key_text.ts";
