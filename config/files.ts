@@ -89,6 +89,8 @@ async function writableDir(dir: string): Promise<string | undefined> {
     await Deno.remove(await Deno.makeTempFile({ dir, prefix: ".iroh-relay-check-" }));
     return undefined;
   } catch (e) {
+    // Run without --allow-write (the start task, the compiled binary): the directory exists, which is all we can see.
+    if (e instanceof Deno.errors.NotCapable) return undefined;
     return `cannot create files there: ${(e as Error).message}`;
   }
 }

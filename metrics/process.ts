@@ -3,8 +3,11 @@
  * The standard `process_*` metrics Prometheus client libraries export
  * (resident memory, CPU seconds, open and maximum file descriptors, start
  * time) and a build-info metric, as OpenMetrics text read at scrape time.
- * File descriptors come from Linux `/proc/self`; elsewhere those two
- * families are left out rather than reported wrong.
+ * File descriptors come from Linux `/proc/self`, which Deno lets a program
+ * read only with `--allow-all`: under the narrower permissions of the start
+ * task and the compiled binary (and off Linux) those two families are left
+ * out rather than reported wrong; `relayserver_accept_errors_total` shows
+ * descriptor exhaustion either way.
  */
 
 import { cpuUsage } from "node:process";

@@ -253,3 +253,72 @@ Deno.test("metrics: promtool and prometheus_client accept the output and the rul
     assert.ok(Number(r.out.trim()) > 40, r.out);
   });
 });
+
+Deno.test({
+  name: "metrics: running out of file descriptors is counted in relayserver_accept_errors_total",
+  // prlimit (util-linux) caps the child's descriptors; without it the test says so and is skipped.
+  ignore: await tool("prlimit", ["--version"]).then((r) => r === undefined),
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    await Deno.writeTextFile(
+      `${dir}/r.toml`,
+      `http_bind_addr = "127.0.0.1:${port}"\nmetrics_bind_addr = "127.0.0.1:0"\n`,
+    );
+    const child = new Deno.Command("prlimit", {
+      args: ["--nofile=48:48", Deno.execPath(), "run", "-A", `${ROOT}main.ts`, "--config", `${dir}/r.toml`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let log = "";
+    const conns: Deno.Conn[] = [];
+    try {
+      const url = await withTimeout(
+        (async () => {
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) throw new Error(`main.ts exited: ${log}`);
+            log += value;
+            const m = /metrics on (http:\/\/\S+)/.exec(log);
+            if (m && /running/.test(log)) return m[1]!;
+          }
+        })(),
+        20_000,
+        "main.ts to start",
+      );
+      // More connections than descriptors: the kernel queues them, the relay's accepts fail.
+      for (let i = 0; i < 80; i++) conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      await withTimeout(
+        (async () => {
+          while (!/accept failed: Too many open files/.test(log)) {
+            const { value, done } = await reader.read();
+            if (done) throw new Error(`main.ts exited: ${log}`);
+            log += value;
+          }
+        })(),
+        10_000,
+        "an accept to fail",
+      );
+      for (const c of conns.splice(0)) c.close();
+      // Freed descriptors first go to connections still queued; retry the scrape a bounded number of times.
+      let text = "";
+      for (let i = 0; i < 50 && !text; i++) {
+        text = await fetch(url).then((r) => r.text(), () => "");
+        if (!text) await new Promise((r) => setTimeout(r, 100));
+      }
+      const errors = Number(/^relayserver_accept_errors_total (\d+)$/m.exec(text)?.[1]);
+      assert.ok(errors > 0, `accept errors ${errors}\n${log}`);
+    } finally {
+      for (const c of conns) c.close();
+      child.kill("SIGTERM");
+      await child.status;
+      await reader.cancel().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -39,6 +39,7 @@ const COUNTERS = {
   httpConnections: ["http_connections", "TCP connections accepted on relay ports"],
   httpConnectionsClosed: ["http_connections_closed", "TCP connections closed on relay ports"],
   httpConnectionsErrored: ["http_connections_errored", "TCP connections ended by an error or timeout"],
+  acceptErrors: ["accept_errors", "Failed accepts on relay ports (mostly: out of file descriptors)"],
 } as const;
 
 /** Counter fields by their code name. */

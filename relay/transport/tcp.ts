@@ -126,6 +126,7 @@ export async function serveListener(listener: Deno.Listener, ctx: TransportConte
     } catch (e) {
       if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
       // Out of descriptors can be caused from outside (a connection flood): limited.
+      ctx.core.metrics.c.acceptErrors++;
       ctx.core.peerLog.warn("accept failed", `accept failed: ${(e as Error).message}`);
       // Out of descriptors and the like: back off instead of spinning.
       await new Promise((r) => setTimeout(r, 100));
