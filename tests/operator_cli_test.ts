@@ -371,3 +371,32 @@ Deno.test("--version from source ignores a build left in dist/", async () => {
     if (!distExisted) await Deno.remove(dist).catch(() => {});
   }
 });
+
+Deno.test("check-config with the start task's permissions (no --allow-write) accepts an existing data directory", async () => {
+  await withFiles({}, async (dir) => {
+    await Deno.writeTextFile(
+      `${dir}/r.toml`,
+      `http_bind_addr = "127.0.0.1:0"\n[mesh]\nbackend = "kv"\nkv_path = "${dir}/mesh.sqlite"\n`,
+    );
+    const out = await new Deno.Command(DENO, {
+      // The permissions of `deno task start` and of the compiled binary.
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-read",
+        "--allow-env",
+        "--allow-sys=hostname",
+        MAIN,
+        "check-config",
+        "--config",
+        `${dir}/r.toml`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /: ok/);
+  });
+});
