@@ -8,7 +8,8 @@
  *   so an existing unit file works unchanged)
  * - `main.ts --dev`: built-in defaults, relay on `[::]:3340`, plain HTTP,
  *   metrics off, no file needed
- * - `main.ts check-config --config FILE`: validate and exit
+ * - `main.ts check-config --config FILE`: validate the file and every file
+ *   it names, print the listeners and the relay URL clients are told
  * - `main.ts hash-password`: prompt for a password (no echo) or read it
  *   from stdin, print an `[imap.users]` hash
  *
@@ -62,16 +63,21 @@ export const GIT_HASH: string = (() => {
   }
 })();
 
+/** How this program is started, for the usage text: the binary, or the task from a clone. */
+const PROGRAM = Deno.build.standalone ? "iroh-relay-deno" : "npx deno task start";
+
 const USAGE = `iroh relay + IMAP METADATA discovery, version ${VERSION}
 
-Usage:
-  main.ts --config FILE        run every service FILE enables
-  main.ts --dev [--config FILE] development defaults: relay on [::]:3340, plain HTTP, metrics off
-  main.ts check-config --config FILE
-                               validate FILE and every file it names, print the
-                               listeners and the relay URL clients are told, exit
-  main.ts hash-password        prompt for a password (or read stdin), print a hash for [imap.users]
-  main.ts --version | --help
+Usage (${Deno.build.standalone ? "this binary" : "from a clone; the compiled binary takes the same arguments"}):
+  ${PROGRAM} --config FILE
+      run every service FILE enables
+  ${PROGRAM} --dev [--config FILE]
+      development defaults: relay on [::]:3340, plain HTTP, metrics off
+  ${PROGRAM} check-config --config FILE
+      validate FILE and every file it names, print the listeners and the relay URL clients are told
+  ${PROGRAM} hash-password
+      prompt for a password (or read stdin), print a hash for [imap.users]
+  ${PROGRAM} --version | --help
 
 Flags:
   --config FILE, --config-path FILE   TOML config (a superset of iroh-relay.toml)
