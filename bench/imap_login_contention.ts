@@ -36,6 +36,7 @@ const hash = await hashPassword("right horse battery");
 await Deno.writeTextFile(
   `${dir}/config.toml`,
   `enable_relay = false
+strict = false # the per-source keys below may be unknown to this build
 [log]
 level = "warn"
 [imap]

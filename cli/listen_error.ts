@@ -16,7 +16,8 @@ import { type Config, effectiveListeners, formatBindAddr } from "../config/mod.t
 export function explainListenError(error: unknown, config: Config, dev: boolean): string | undefined {
   if (!(error instanceof Deno.errors.AddrInUse)) return undefined;
   for (const l of effectiveListeners(config)) {
-    if (l.addr.port === 0) continue;
+    // UDP (STUN) reports its own address and key; a TCP probe says nothing about it.
+    if (l.addr.port === 0 || l.scheme === "udp") continue;
     try {
       Deno.listen({ hostname: l.addr.hostname, port: l.addr.port }).close();
     } catch (e) {

@@ -17,11 +17,11 @@ export interface EffectiveListener {
   key: string;
   /** Where it listens. */
   addr: BindAddr;
-  /** URL scheme clients use on it. */
-  scheme: "http" | "https" | "imap" | "imaps";
+  /** URL scheme clients use on it (`udp` for STUN). */
+  scheme: "http" | "https" | "imap" | "imaps" | "udp";
 }
 
-/** Every TCP listener `config` opens, in start order. */
+/** Every listener `config` opens (TCP, and UDP for STUN). */
 export function effectiveListeners(config: Config): EffectiveListener[] {
   const out: EffectiveListener[] = [];
   const useTls = config.tls !== undefined && !config.tls.dangerousHttpOnly;
@@ -35,6 +35,9 @@ export function effectiveListeners(config: Config): EffectiveListener[] {
     if (useTls) {
       out.push({ name: "relay (HTTPS)", key: "tls.https_bind_addr", addr: config.tls!.httpsBindAddr, scheme: "https" });
     }
+  }
+  if (config.enableStun) {
+    out.push({ name: "STUN", key: "stun_bind_addr", addr: config.stunBindAddr, scheme: "udp" });
   }
   if (config.enableMetrics) {
     out.push({ name: "metrics", key: "metrics_bind_addr", addr: config.metricsBindAddr, scheme: "http" });

@@ -263,11 +263,11 @@ Deno.test("main.ts check-config validates a LetsEncrypt table: keys, then the CA
     [le('cert_dir = "x"'), /^error: config .*: tls\.contact: is required with cert_mode = "LetsEncrypt"/],
     [
       le(`contact = "a@example.org"\ncert_dir = "${dir}/certs"\nacme_ca_file = "${dir}/missing.pem"`),
-      /^error: config tls\.acme_ca_file: .*missing\.pem: No such file/,
+      /^error: config .*: tls\.acme_ca_file: .*missing\.pem: No such file/,
     ],
     [
       le(`contact = "a@example.org"\ncert_dir = "${dir}/no/such/certs"`),
-      /^error: config tls\.cert_dir: .*does not exist/,
+      /^error: config .*: tls\.cert_dir: .*does not exist/,
     ],
   ];
   try {

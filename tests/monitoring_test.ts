@@ -116,7 +116,7 @@ async function scrapeMain(): Promise<{ prom: Response; promText: string; om: Res
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(
     `${dir}/r.toml`,
-    'http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\n[imap]\nbind_addr = "127.0.0.1:0"\n',
+    'http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nstun_bind_addr = "127.0.0.1:0"\n[imap]\nbind_addr = "127.0.0.1:0"\n',
   );
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${ROOT}main.ts`, "--config", `${dir}/r.toml`],
@@ -265,7 +265,7 @@ Deno.test({
     probe.close();
     await Deno.writeTextFile(
       `${dir}/r.toml`,
-      `http_bind_addr = "127.0.0.1:${port}"\nmetrics_bind_addr = "127.0.0.1:0"\n`,
+      `http_bind_addr = "127.0.0.1:${port}"\nmetrics_bind_addr = "127.0.0.1:0"\nenable_stun = false\n`,
     );
     const child = new Deno.Command("prlimit", {
       args: ["--nofile=48:48", Deno.execPath(), "run", "-A", `${ROOT}main.ts`, "--config", `${dir}/r.toml`],

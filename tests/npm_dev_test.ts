@@ -39,7 +39,7 @@ Deno.test({
   ignore: !hasNpm,
   async fn() {
     const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(`${dir}/dev.toml`, 'http_bind_addr = "127.0.0.1:0"\n');
+    await Deno.writeTextFile(`${dir}/dev.toml`, 'http_bind_addr = "127.0.0.1:0"\nenable_stun = false\n');
     const npm = new Deno.Command("npm", {
       args: ["run", "--silent", "dev", "--", "--config", `${dir}/dev.toml`],
       cwd: ROOT,

@@ -175,6 +175,7 @@ tls_bind_addr = "127.0.0.1:1993"
 listeners:
   captive portal (HTTP)  http://127.0.0.1:8080  (http_bind_addr)
   relay (HTTPS)          https://127.0.0.1:8443  (tls.https_bind_addr)
+  STUN                   udp://127.0.0.1:3478  (stun_bind_addr)
   metrics                http://127.0.0.1:9091  (metrics_bind_addr)
   IMAP                   imap://127.0.0.1:1143  (imap.bind_addr)
   IMAPS                  imaps://127.0.0.1:1993  (imap.tls_bind_addr)
@@ -199,7 +200,7 @@ Deno.test("starting with a missing certificate names the config key, not only th
   await withFiles({}, async (dir) => {
     await Deno.writeTextFile(
       `${dir}/r.toml`,
-      `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n[tls]\ncert_mode = "Manual"\n` +
+      `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n[tls]\ncert_mode = "Manual"\n` +
         `https_bind_addr = "127.0.0.1:0"\nmanual_cert_path = "${dir}/gone.crt"\nmanual_key_path = "${dir}/gone.key"\n`,
     );
     const r = await run(["--config", `${dir}/r.toml`]);
@@ -213,8 +214,9 @@ Deno.test("an address already in use is named with its listener and key; --dev s
   const port = (taken.addr as Deno.NetAddr).port;
   try {
     await withFiles({
-      "relay.toml": `http_bind_addr = "127.0.0.1:${port}"\nenable_metrics = false\n`,
-      "imap.toml": `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n[imap]\nbind_addr = "127.0.0.1:${port}"\n`,
+      "relay.toml": `http_bind_addr = "127.0.0.1:${port}"\nenable_metrics = false\nenable_stun = false\n`,
+      "imap.toml":
+        `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n[imap]\nbind_addr = "127.0.0.1:${port}"\n`,
     }, async (dir) => {
       const relay = await run(["--config", `${dir}/relay.toml`]);
       assert.equal(relay.code, 2);
@@ -245,38 +247,41 @@ Deno.test("an address already in use is named with its listener and key; --dev s
 });
 
 Deno.test("the start line says which relay URL to give clients", async () => {
-  await withFiles({ "r.toml": 'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n' }, async (dir) => {
-    const child = new Deno.Command(DENO, {
-      args: ["run", "-A", MAIN, "--dev", "--config", `${dir}/r.toml`],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    try {
-      const line = await withTimeout(
-        (async () => {
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) throw new Error(`exited: ${text}`);
-            text += value;
-            const m = /running \(dev mode\); relay URL for clients: (\S+)/.exec(text);
-            if (m) return m[1]!;
-          }
-        })(),
-        20_000,
-        "the start line",
-      );
-      const port = /relay listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(text)![1];
-      assert.equal(line, `http://127.0.0.1:${port}/`);
-    } finally {
-      child.kill("SIGTERM");
-      await child.status;
-      await reader.cancel().catch(() => {});
-    }
-  });
+  await withFiles(
+    { "r.toml": 'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n' },
+    async (dir) => {
+      const child = new Deno.Command(DENO, {
+        args: ["run", "-A", MAIN, "--dev", "--config", `${dir}/r.toml`],
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).spawn();
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      try {
+        const line = await withTimeout(
+          (async () => {
+            for (;;) {
+              const { value, done } = await reader.read();
+              if (done) throw new Error(`exited: ${text}`);
+              text += value;
+              const m = /running \(dev mode\); relay URL for clients: (\S+)/.exec(text);
+              if (m) return m[1]!;
+            }
+          })(),
+          20_000,
+          "the start line",
+        );
+        const port = /relay listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(text)![1];
+        assert.equal(line, `http://127.0.0.1:${port}/`);
+      } finally {
+        child.kill("SIGTERM");
+        await child.status;
+        await reader.cancel().catch(() => {});
+      }
+    },
+  );
 });
 
 /** Runs `main.ts hash-password` on a pseudo-terminal, typing `typed` after each prompt. */
