@@ -57,6 +57,9 @@ function namedPaths(config: Config): NamedPath[] {
     }
   }
   if (imap?.upstream?.caFile) out.push({ key: "imap.upstream.ca_file", path: imap.upstream.caFile, kind: "ca" });
+  if (config.mailbox?.store === "sqlite") {
+    out.push({ key: "mailbox.data_dir", path: config.mailbox.dataDir, kind: "data-dir" });
+  }
   if (config.mesh?.backend === "kv" && config.mesh.kvPath) {
     out.push({ key: "mesh.kv_path", path: config.mesh.kvPath, kind: "data-file" });
   }

@@ -111,12 +111,13 @@ function sampleNames(text: string): Set<string> {
   return names;
 }
 
-/** Starts main.ts with the relay, metrics and IMAP on loopback; returns both scrapes. */
+/** Starts main.ts with the relay, metrics, STUN, IMAP and the mailbox on loopback; returns both scrapes. */
 async function scrapeMain(): Promise<{ prom: Response; promText: string; om: Response; omText: string }> {
   const dir = await Deno.makeTempDir();
   await Deno.writeTextFile(
     `${dir}/r.toml`,
-    'http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nstun_bind_addr = "127.0.0.1:0"\n[imap]\nbind_addr = "127.0.0.1:0"\n',
+    'http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nstun_bind_addr = "127.0.0.1:0"\n' +
+      `[imap]\nbind_addr = "127.0.0.1:0"\n[mailbox]\nserver_names = ["relay.example"]\ndata_dir = "${dir}/mailbox"\n`,
   );
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${ROOT}main.ts`, "--config", `${dir}/r.toml`],

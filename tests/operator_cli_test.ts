@@ -134,6 +134,10 @@ Deno.test("check-config reads every file the config names and names the key of e
           /^error: config .*: imap\.upstream\.ca_file: ".*junk\.pem" holds no PEM certificate/m,
         ],
         [
+          `[mailbox]\nserver_names = ["relay.example"]\ndata_dir = "${dir}/junk.pem/mailbox"`,
+          /^error: config .*: mailbox\.data_dir: ".*junk\.pem\/mailbox" cannot be created \(checked ".*junk\.pem"\): not a directory/m,
+        ],
+        [
           `[mesh]\nbackend = "kv"\nkv_path = "${dir}/no/such/dir/mesh.sqlite"`,
           /^error: config .*: mesh\.kv_path: the directory of ".*mesh\.sqlite" is not usable: No such file/m,
         ],
