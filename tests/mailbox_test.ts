@@ -118,7 +118,8 @@ Deno.test("metrics endpoint: mailbox counters and queue depth next to the relay'
     await s.deposit(t, RELAY, r.serverName, "a", { pdus: [] });
     await s.deposit(t, RELAY, r.serverName, "b", { pdus: [] });
     await r.pull(t, RELAY, 0, "f".repeat(64)); // someone else's mailbox: 403
-    const m = await rawGet(metricsPort!, "/metrics");
+    // As Prometheus asks (OpenMetrics, ending in # EOF); a plain scrape gets the 0.0.4 text format.
+    const m = await rawGet(metricsPort!, "/metrics", ["Accept: application/openmetrics-text; version=1.0.0"]);
     assert.match(m.body, /^mailbox_stored_total 2$/m);
     assert.match(m.body, /^mailbox_queued_entries 2$/m);
     assert.match(m.body, /^mailbox_refused_total\{reason="forbidden"\} 1$/m);
@@ -192,5 +193,10 @@ Deno.test("config: [mailbox] defaults, validation, data_dir default from the env
     ["[mailbox]\nmax_total_bytes = 2048\nmax_bytes_per_recipient = 4096", /max_total_bytes: must be at least/],
   ];
   for (const [text, re] of bad) assert.throws(() => configFromText(text, "inline"), re, text);
-  assert.ok(configFromText("[mailbox]\nbogus = 1", "inline").warnings.includes("mailbox.bogus: unknown key, ignored"));
+  assert.throws(() => configFromText("[mailbox]\nbogus = 1", "inline"), /mailbox\.bogus: unknown key/);
+  assert.ok(
+    configFromText("strict = false\n[mailbox]\nbogus = 1", "inline").warnings.includes(
+      "mailbox.bogus: unknown key, ignored",
+    ),
+  );
 });
