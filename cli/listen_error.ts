@@ -17,7 +17,7 @@ export function explainListenError(error: unknown, config: Config, dev: boolean)
   if (!(error instanceof Deno.errors.AddrInUse)) return undefined;
   for (const l of effectiveListeners(config)) {
     // UDP (STUN) reports its own address and key; a TCP probe says nothing about it.
-    if (l.addr.port === 0 || l.scheme === "udp") continue;
+    if (l.addr.port === 0 || l.scheme === "udp" || l.scheme === "dns") continue;
     try {
       Deno.listen({ hostname: l.addr.hostname, port: l.addr.port }).close();
     } catch (e) {

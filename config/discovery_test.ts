@@ -43,7 +43,16 @@ Deno.test("[discovery] data_dir falls back to IROH_DNS_DATA_DIR, then $STATE_DIR
   }
 });
 
-Deno.test("[discovery] unknown keys are warned about", () => {
-  const { warnings } = configFromText('[discovery]\norigins = ["."]\nzone_store = 1', "t");
+Deno.test("[discovery] unknown keys are refused, or warned about with strict = false", () => {
+  assert.throws(
+    () => configFromText('[discovery]\norigins = ["."]\nzone_store = 1', "t"),
+    /discovery\.zone_store: unknown key/,
+  );
+  const { warnings } = configFromText('strict = false\n[discovery]\norigins = ["."]\nzone_store = 1', "t");
   assert.deepEqual(warnings, ["discovery.zone_store: unknown key, ignored"]);
+  // A misspelled key names the right one.
+  assert.throws(
+    () => configFromText('[discovery]\norigins = ["."]\ndns_bind_adr = "x:1"', "t"),
+    /did you mean `discovery\.dns_bind_addr`/,
+  );
 });

@@ -57,6 +57,9 @@ function namedPaths(config: Config): NamedPath[] {
     }
   }
   if (imap?.upstream?.caFile) out.push({ key: "imap.upstream.ca_file", path: imap.upstream.caFile, kind: "ca" });
+  if (config.discovery?.store.kind === "sqlite") {
+    out.push({ key: "discovery.data_dir", path: config.discovery.store.dataDir, kind: "data-dir" });
+  }
   if (config.mailbox?.store === "sqlite") {
     out.push({ key: "mailbox.data_dir", path: config.mailbox.dataDir, kind: "data-dir" });
   }

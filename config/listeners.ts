@@ -17,8 +17,8 @@ export interface EffectiveListener {
   key: string;
   /** Where it listens. */
   addr: BindAddr;
-  /** URL scheme clients use on it (`udp` for STUN). */
-  scheme: "http" | "https" | "imap" | "imaps" | "udp";
+  /** URL scheme clients use on it (`udp` for STUN, `dns` for DNS over UDP and TCP). */
+  scheme: "http" | "https" | "imap" | "imaps" | "udp" | "dns";
 }
 
 /** Every listener `config` opens (TCP, and UDP for STUN). */
@@ -38,6 +38,14 @@ export function effectiveListeners(config: Config): EffectiveListener[] {
   }
   if (config.enableStun) {
     out.push({ name: "STUN", key: "stun_bind_addr", addr: config.stunBindAddr, scheme: "udp" });
+  }
+  if (config.discovery) {
+    out.push({
+      name: "DNS (UDP+TCP)",
+      key: "discovery.dns_bind_addr",
+      addr: config.discovery.dnsBindAddr,
+      scheme: "dns",
+    });
   }
   if (config.enableMetrics) {
     out.push({ name: "metrics", key: "metrics_bind_addr", addr: config.metricsBindAddr, scheme: "http" });
