@@ -104,6 +104,9 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
   // `[mesh]` links this instance to the others behind the same relay URL: the caller builds the
   // backend (mesh/mod.ts) and passes it in `opts.core.mesh`, so relay/ never imports mesh/.
   const mesh = opts.core?.mesh;
+  if (cfg.mesh && !mesh) {
+    throw new Error("[mesh] is configured but no backend was passed: build it with meshFromConfig (mesh/mod.ts)");
+  }
   const core = new RelayCore({
     ...opts.core,
     ...(mesh ? { mesh } : {}),

@@ -22,3 +22,11 @@ Deno.test("smoke: derp, ws035, v1, v2 exchange packets", async () => {
   for (const c of clients) c.close();
   await relay.close();
 });
+
+Deno.test("startRelay() refuses a [mesh] config without a backend instead of running unlinked", async () => {
+  const { config } = configFromText(
+    'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n[mesh]\nbackend = "redis"',
+    "t",
+  );
+  await assert.rejects(() => startRelay(config), /\[mesh\] is configured but no backend was passed/);
+});
