@@ -28,7 +28,9 @@ export function sourceKey(address: string): string {
   const groups = expandIpv6(a);
   if (groups === null) return address;
   // ::ffff:a.b.c.d (mapped) → the IPv4 address.
-  if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff) {
+  if (
+    groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff
+  ) {
     const hi = groups[6]!;
     const lo = groups[7]!;
     return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
