@@ -69,8 +69,12 @@ export interface RelayService {
   httpsAddr?: Deno.NetAddr;
   /** Address of the metrics listener, when enabled. */
   metricsAddr?: Deno.NetAddr;
-  /** Re-reads TLS files for new connections (old ones stay up). */
-  reloadTls(): Promise<void>;
+  /**
+   * Re-reads TLS files for new connections (old ones stay up); false when
+   * the relay serves no TLS.
+   * @throws {Error} unreadable or unusable files (the old certificate stays)
+   */
+  reloadTls(): Promise<boolean>;
   /** Stops listening and closes every connection. */
   close(): Promise<void>;
 }
@@ -135,7 +139,9 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
   const service: RelayService = {
     core,
     async reloadTls() {
+      if (tlsAcceptor === undefined) return false;
       await swapTls();
+      return true;
     },
     async close() {
       clearInterval(reloadTimer);
