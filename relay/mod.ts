@@ -44,7 +44,7 @@ import { CONTENT_TYPE, negotiateFormat, toPrometheusText } from "../metrics/mod.
 import { detailedHealth, type HealthInfo } from "./transport/endpoints.ts";
 import { header, type RequestHead } from "./transport/http1.ts";
 import { RelayCore, type RelayOptions } from "./server/relay_core.ts";
-import { serveListener, type TransportContext } from "./transport/tcp.ts";
+import { ReadBudget, serveListener, type TransportContext } from "./transport/tcp.ts";
 import type { HttpRoute } from "./transport/routes.ts";
 
 export { RelayCore } from "./server/relay_core.ts";
@@ -165,9 +165,10 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       burst: cfg.limits.acceptConnBurst ?? Math.max(1, Math.ceil(cfg.limits.acceptConnLimit)),
     }
     : undefined;
+  const readBudget = new ReadBudget();
   const serve = (l: Acceptor, ctx: TransportContext) => {
     listeners.push(l);
-    loops.push(serveListener(l, { ...ctx, ...(accept ? { acceptLimit: accept } : {}) }));
+    loops.push(serveListener(l, { ...ctx, readBudget, ...(accept ? { acceptLimit: accept } : {}) }));
   };
   let tlsAcceptor: TlsAcceptor | undefined;
   // (Re)reads the PEM files and serves new handshakes with them; open connections keep theirs.

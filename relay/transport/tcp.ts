@@ -95,12 +95,48 @@ export interface TransportContext {
   routes?: readonly HttpRoute[];
   /** Scheme the listener is reached by, for the URLs routes see. */
   scheme?: "http" | "https";
+  /** Allowance of large read buffers shared by the process's relay connections. */
+  readBudget?: ReadBudget;
 }
 
 /** Smallest read buffer, bytes: idle connections hold only this much. */
 const READ_MIN = 2 * 1024;
 /** Largest read buffer, bytes. */
 const READ_MAX = 256 * 1024;
+/**
+ * Bytes of read buffer above {@link READ_MIN}, summed over all upgraded
+ * connections of a process. A buffer grows after full reads (a busy peer)
+ * and shrinks only after quiet reads, so a peer that bursts and then goes
+ * silent keeps a large buffer while its read is pending; this budget bounds
+ * what all such peers together can hold (they then read in smaller pieces).
+ */
+export const READ_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/** The shared allowance of large read buffers (see {@link READ_BUDGET_BYTES}). */
+export class ReadBudget {
+  #left: number;
+  /** @param bytes total allowance */
+  constructor(bytes: number = READ_BUDGET_BYTES) {
+    this.#left = bytes;
+  }
+  /** Takes `n` bytes if available. */
+  take(n: number): boolean {
+    if (n > this.#left) return false;
+    this.#left -= n;
+    return true;
+  }
+  /** Gives `n` bytes back. */
+  give(n: number): void {
+    this.#left += n;
+  }
+  /** Bytes still available. */
+  get left(): number {
+    return this.#left;
+  }
+}
+
+/** Used when the context brings none (tests, the edge). */
+const defaultReadBudget = new ReadBudget();
 /** Largest WebSocket message (1.x `MAX_FRAME_SIZE`), bytes. */
 const WS_MAX_MESSAGE = 1024 * 1024;
 /** Largest request body skipped on a plain endpoint, bytes. */
@@ -388,11 +424,17 @@ async function upgrade(
   if (core.log.debugEnabled) {
     core.log.debug(`${remote}: upgraded to ${gen.name} ${up.kind} (${header(head, "user-agent") ?? "no user agent"})`);
   }
-  await readLoop(conn, client, sender, early);
+  await readLoop(conn, client, sender, early, ctx.readBudget ?? defaultReadBudget);
 }
 
 /** Cuts frames from socket bytes and feeds them to the client until either side ends. */
-async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, early: Uint8Array): Promise<void> {
+async function readLoop(
+  conn: ByteConn,
+  client: Client,
+  sender: StreamSender,
+  early: Uint8Array,
+  budget: ReadBudget,
+): Promise<void> {
   const feed = sender.framing === DERP_STREAM ? derpFeeder(client) : wsFeeder(client, sender);
   let buf = new Uint8Array(READ_MIN);
   let quiet = 0;
@@ -408,11 +450,12 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
       const full = n === buf.length;
       waiting = feed(buf.subarray(0, n));
       if (waiting) await waiting;
-      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 256 KiB at once.
+      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 256 KiB at once (within the budget).
       if (full && buf.length < READ_MAX) {
-        buf = new Uint8Array(buf.length * 2);
+        if (budget.take(buf.length)) buf = new Uint8Array(buf.length * 2);
         quiet = 0;
       } else if (n < buf.length >>> 3 && buf.length > READ_MIN && ++quiet >= 64) {
+        budget.give(buf.length >>> 1);
         buf = new Uint8Array(buf.length >>> 1);
         quiet = 0;
       }
@@ -427,6 +470,7 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
       client.close(isConnectionGone(e) ? "connection lost" : `read failed: ${(e as Error).message}`);
     }
   } finally {
+    budget.give(buf.length - READ_MIN);
     client.close("connection ended");
   }
 }
