@@ -96,7 +96,7 @@ Deno.test("SIGHUP reloads the IMAPS certificate too, and says so per listener", 
   const config = `${dir}/c.toml`;
   await Deno.writeTextFile(
     config,
-    `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n` +
+    `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n` +
       `[tls]\ncert_mode = "Manual"\nhttps_bind_addr = "127.0.0.1:0"\nmanual_cert_path = "${rc}"\nmanual_key_path = "${rk}"\n` +
       `[imap]\ntls_bind_addr = "127.0.0.1:0"\ncert_path = "${ic}"\nkey_path = "${ik}"\n` +
       `iroh_relay_url = "https://localhost/"\n`,
@@ -136,7 +136,7 @@ Deno.test("SIGHUP reloads the IMAPS certificate too, and says so per listener", 
 Deno.test("SIGHUP without any TLS listener logs no 'TLS certificate reloaded'", async () => {
   const dir = await Deno.makeTempDir();
   const config = `${dir}/c.toml`;
-  await Deno.writeTextFile(config, `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\n`);
+  await Deno.writeTextFile(config, `http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n`);
   const p = new Proc(config);
   try {
     await p.waitFor(/running/);

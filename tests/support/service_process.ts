@@ -35,10 +35,11 @@ export class ServiceProcess {
     })();
   }
 
-  /** Writes `toml` to a temporary file and starts the service on it; resolves once it runs. */
+  /** Writes `toml` (plus `enable_stun = false`) to a temporary file and starts the service on it; resolves once it runs. */
   static async start(toml: string): Promise<ServiceProcess> {
     const dir = await Deno.makeTempDir();
-    await Deno.writeTextFile(`${dir}/service.toml`, toml);
+    // STUN off: UDP 3478 is shared with whatever else runs on the machine (top-level key, so it goes first).
+    await Deno.writeTextFile(`${dir}/service.toml`, `enable_stun = false\n${toml}`);
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", MAIN, "--config", `${dir}/service.toml`],
       stdin: "null",
