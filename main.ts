@@ -291,6 +291,10 @@ export async function startServices(config: Config, log: Logger, tuning: Service
         mailbox: services.mailbox ? services.mailbox.status() : "disabled",
         discovery: services.discovery ? services.discovery.health() : "disabled",
       }),
+      // The public /healthz says "unhealthy" (503) when a store the service depends on is failing.
+      healthy: () =>
+        (services.discovery?.health().healthy ?? true) &&
+        (services.mailbox ? services.mailbox.status().state === "ok" : true),
     };
     const routes: HttpRoute[] = [];
     if (config.mailbox) {
