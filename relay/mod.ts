@@ -56,6 +56,7 @@ export { isCurvePoint, keyId } from "./proto/public_key.ts";
 export { verifyStrict } from "./proto/ed25519.ts";
 export { DERP, type Generation, V1, V2 } from "./proto/generation.ts";
 export { createFetchHandler, type FetchHandlerOptions } from "./transport/fetch_handler.ts";
+export { READ_BUDGET_BYTES, ReadBudget } from "./transport/tcp.ts";
 export type { HealthInfo } from "./transport/endpoints.ts";
 export { type HttpRoute, requestBytes, type RouteInfo, type RouteRole } from "./transport/routes.ts";
 
@@ -91,6 +92,8 @@ export interface StartOptions {
   extraMetrics?: () => string;
   /** Admission counters shared with other services (rendered here); default: the relay's own. */
   admissionMetrics?: AdmissionMetrics;
+  /** Allowance of large read buffers (tests inspect it); default: a fresh {@link ReadBudget}. */
+  readBudget?: ReadBudget;
   /** Core overrides (timeouts in tests, injected clock). */
   core?: Omit<RelayOptions, "access" | "clientRx" | "keyCacheCapacity" | "log">;
 }
@@ -165,7 +168,7 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       burst: cfg.limits.acceptConnBurst ?? Math.max(1, Math.ceil(cfg.limits.acceptConnLimit)),
     }
     : undefined;
-  const readBudget = new ReadBudget();
+  const readBudget = opts.readBudget ?? new ReadBudget();
   const serve = (l: Acceptor, ctx: TransportContext) => {
     listeners.push(l);
     loops.push(serveListener(l, { ...ctx, readBudget, ...(accept ? { acceptLimit: accept } : {}) }));
