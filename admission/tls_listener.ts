@@ -40,6 +40,8 @@ export interface TlsListenOptions extends Omit<AdmissionOptions, "onRefused"> {
   key: string;
   /** Handshake deadline, ms. */
   handshakeTimeoutMs: number;
+  /** Told about accept failures (out of descriptors and the like); the listener keeps listening. */
+  onAcceptError?: (e: Error) => void;
 }
 
 /**
@@ -86,9 +88,8 @@ export class TlsAcceptor implements Acceptor<NodeSocketConn> {
         resolve();
       });
     });
-    a.#server.on("error", () => {
-      // accept errors (EMFILE and the like) are transient; the server keeps listening
-    });
+    // Accept errors (EMFILE and the like) are transient; the server keeps listening.
+    a.#server.on("error", (e: Error) => opts.onAcceptError?.(e));
     const info = a.#server.address() as net.AddressInfo;
     a.#addr = { transport: "tcp", hostname: info.address, port: info.port };
     return a;

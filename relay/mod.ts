@@ -192,6 +192,10 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       gate,
       metrics: admissionMetrics,
       listener: "relay",
+      onAcceptError: (e) => {
+        core.metrics.c.acceptErrors++;
+        core.peerLog.warn("accept failed", `accept failed: ${e.message}`);
+      },
     });
     serve(tlsAcceptor, { core, role: "relay", health, routes, scheme: "https" });
     service.httpsAddr = tlsAcceptor.addr;
