@@ -31,6 +31,7 @@ import { createLogger, type Logger } from "./log/mod.ts";
 import { renderProcessMetrics } from "./metrics/mod.ts";
 import { addMeshMetrics, meshFromConfig } from "./mesh/mod.ts";
 import { type HttpRoute, type RelayService, requestBytes, startRelay } from "./relay/mod.ts";
+import { AdmissionMetrics } from "./admission/mod.ts";
 import { type MailboxService, startMailbox } from "./mailbox/mod.ts";
 import { type DiscoveryHandle, startDiscovery } from "./discovery/mod.ts";
 import { hashPassword, type ImapService, startImap } from "./imap_metadata/mod.ts";
@@ -217,10 +218,14 @@ export interface Services {
   /** Certificate renewal, with `cert_mode = "LetsEncrypt"`. */
   acme?: AcmeManager;
   /**
-   * Re-reads the certificate files into every TLS listener; new connections
-   * get the new certificate, open ones continue. SIGHUP and ACME both call it.
+   * Re-reads the certificate files into every TLS listener (HTTPS relay,
+   * IMAPS); new connections get the new certificate, open ones continue.
+   * SIGHUP and ACME both call it.
+   * @returns the names of the listeners that took a new certificate
+   * @throws {Error} naming the listeners whose files were unusable (those keep the old certificate; the others
+   *   were still reloaded)
    */
-  reloadTls(): Promise<void>;
+  reloadTls(): Promise<string[]>;
   /** The Matrix relay mailbox, if `[mailbox]` is present (served on the relay listener). */
   mailbox?: MailboxService;
   /** Discovery (pkarr relay + DNS), if `[discovery]` is present. */
@@ -248,7 +253,24 @@ export async function startServices(config: Config, log: Logger, tuning: Service
   }
   const services: Services = {
     async reloadTls() {
-      await services.relay?.reloadTls();
+      const done: string[] = [];
+      const failed: string[] = [];
+      const targets: [string, (() => Promise<boolean>) | undefined][] = [
+        ["relay https", services.relay && (() => services.relay!.reloadTls())],
+        ["imaps", services.imap && (() => services.imap!.reloadTls())],
+      ];
+      for (const [name, reload] of targets) {
+        if (!reload) continue;
+        try {
+          if (await reload()) done.push(name);
+        } catch (e) {
+          failed.push(`${name}: ${(e as Error).message}`);
+        }
+      }
+      if (failed.length) {
+        throw new Error(`${failed.join("; ")}${done.length ? ` (reloaded: ${done.join(", ")})` : ""}`);
+      }
+      return done;
     },
     async close() {
       services.acme?.close();
@@ -258,6 +280,8 @@ export async function startServices(config: Config, log: Logger, tuning: Service
     },
   };
   try {
+    // One set of admission counters for every listener, rendered on the metrics port.
+    const admissionMetrics = new AdmissionMetrics();
     const health = {
       version: VERSION,
       gitHash: GIT_HASH,
@@ -267,6 +291,10 @@ export async function startServices(config: Config, log: Logger, tuning: Service
         mailbox: services.mailbox ? services.mailbox.status() : "disabled",
         discovery: services.discovery ? services.discovery.health() : "disabled",
       }),
+      // The public /healthz says "unhealthy" (503) when a store the service depends on is failing.
+      healthy: () =>
+        (services.discovery?.health().healthy ?? true) &&
+        (services.mailbox ? services.mailbox.status().state === "ok" : true),
     };
     const routes: HttpRoute[] = [];
     if (config.mailbox) {
@@ -299,10 +327,11 @@ export async function startServices(config: Config, log: Logger, tuning: Service
         (services.imap?.metrics() ?? "") + (services.stun?.metrics.render() ?? "") +
         (services.mailbox?.metrics() ?? "") + (services.discovery?.metrics() ?? "") +
         renderProcessMetrics("iroh_relay_deno", build),
+      admissionMetrics,
       ...(mesh ? { core: { mesh } } : {}),
     });
     if (mesh) addMeshMetrics(services.relay.core.metrics, mesh);
-    if (config.imap) services.imap = await startImap(config, { log: log.child("imap") });
+    if (config.imap) services.imap = await startImap(config, { log: log.child("imap"), admissionMetrics });
     if (config.enableStun) {
       const stunLog = log.child("stun");
       try {
@@ -312,7 +341,9 @@ export async function startServices(config: Config, log: Logger, tuning: Service
       }
       stunLog.info(`STUN listening on udp://${formatBindAddr(services.stun.addr)}`);
     }
-    services.acme?.start(() => services.reloadTls());
+    services.acme?.start(async () => {
+      await services.reloadTls();
+    });
   } catch (e) {
     await services.close();
     throw e;
@@ -324,23 +355,44 @@ export async function startServices(config: Config, log: Logger, tuning: Service
  * Re-reads the config file and applies its `access` section (allow/deny
  * lists, tokens, the http hook): connected clients that the new policy
  * refuses are disconnected, a few at a time; those it cannot decide about
- * (the http hook is down) are kept. Other keys need a restart. A file that
- * no longer validates is reported and changes nothing.
+ * (the http hook is down) are kept. Other keys need a restart.
  */
-async function reloadAccess(cli: Cli, relay: RelayService, log: Logger): Promise<void> {
-  if (cli.configPath === undefined) return;
-  let config: Config;
-  try {
-    ({ config } = await configFor(cli));
-  } catch (e) {
-    log.error(`config reload failed, keeping the running configuration: ${(e as Error).message}`);
-    return;
-  }
+async function reloadAccess(config: Config, relay: RelayService, log: Logger): Promise<void> {
   const r = await relay.core.setAccess(config.access);
   log.info(
     `access control reloaded (${config.access.mode}); ${r.revoked} connection(s) no longer allowed were closed, ` +
       `${r.kept} kept because the access check could not be made`,
   );
+}
+
+/**
+ * SIGHUP: validates the config file again, then re-reads its `access`
+ * section and the certificate of every TLS listener (HTTPS relay and
+ * IMAPS) side by side (re-checking many clients against a slow access hook
+ * must not delay the certificate). A file that no longer validates changes
+ * nothing, certificates included; "TLS certificate reloaded" is logged only
+ * for listeners that really took a new certificate.
+ */
+export async function reloadOnSighup(cli: Cli, services: Services, log: Logger): Promise<void> {
+  let config: Config | undefined;
+  if (cli.configPath !== undefined) {
+    try {
+      ({ config } = await configFor(cli));
+    } catch (e) {
+      log.error(`config reload failed, keeping the running configuration: ${(e as Error).message}`);
+      return;
+    }
+  }
+  const access = config && services.relay
+    ? reloadAccess(config, services.relay, log).catch((e) => log.error(`access reload failed: ${(e as Error).message}`))
+    : undefined;
+  const tls = services.reloadTls().then(
+    (names) => {
+      for (const n of names) log.info(`TLS certificate reloaded (${n})`);
+    },
+    (e) => log.error(`TLS reload failed, keeping the old certificate (${(e as Error).message})`),
+  );
+  await Promise.all([access, tls]);
 }
 
 function fail(message: string): never {
@@ -416,14 +468,11 @@ export async function main(args: string[]): Promise<number> {
   for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, () => stopped.resolve(sig));
   let services: Services | undefined;
   Deno.addSignalListener("SIGHUP", () => {
-    const relay = services?.relay;
-    if (!relay) return;
-    log.info("SIGHUP: reloading access control and TLS certificate");
-    // Side by side: re-checking many clients against a slow access hook must not delay the certificate.
-    reloadAccess(cli, relay, log).catch((e) => log.error(`access reload failed: ${(e as Error).message}`));
-    services!.reloadTls().then(
-      () => log.info("TLS certificate reloaded"),
-      (e) => log.error(`TLS reload failed, keeping the old certificate: ${(e as Error).message}`),
+    if (!services) return;
+    log.info("SIGHUP: reloading access control and TLS certificates");
+    reloadOnSighup(cli, services, log).then(
+      () => log.info("SIGHUP: reload done"),
+      (e) => log.error(`SIGHUP reload: ${(e as Error).message}`),
     );
   });
   try {

@@ -285,6 +285,13 @@ class Run {
       `enable_stun = false`,
       `enable_metrics = true`,
       `metrics_bind_addr = "127.0.0.1:0"`,
+      // Every load generator connects from 127.0.0.1: the per-source admission limits (issue 9) would
+      // refuse the handshake storm and the capacity run, so they are lifted here; the global cap too.
+      "[limits]",
+      "max_connections = 1000000",
+      "connection_reserve = 0",
+      "max_connections_per_source = 1000000",
+      "source_connects_per_sec = 0",
       ...(level ? ["[log]", `level = "${level}"`] : []),
       ...(extra.toml ? [extra.toml] : []),
     ].join("\n");

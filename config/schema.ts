@@ -88,10 +88,45 @@ export interface ImapUpstream {
   serverName?: string;
 }
 
+/**
+ * Connection admission of one listener group (`[limits]` for the relay,
+ * `[imap.limits]` for IMAP): the shape `admission/`'s gate takes.
+ */
+export interface AdmissionConfig {
+  /** Connections open at once, all sources. */
+  maxConnections: number;
+  /** Slots kept for sources holding fewer than 4 connections. */
+  reserve: number;
+  /** Connections open at once per IPv4 address / IPv6 /64. */
+  maxPerSource: number;
+  /** New connections per second per source (0: no rate limit). */
+  perSecond: number;
+  /** Burst of new connections per source. */
+  burst: number;
+}
+
+/** Defaults of `[limits]` admission (CONTRACT, issue 9). */
+export const RELAY_ADMISSION_DEFAULTS: Readonly<AdmissionConfig> = {
+  maxConnections: 16384,
+  reserve: 256,
+  maxPerSource: 256,
+  perSecond: 32,
+  burst: 128,
+};
+
+/** Default TLS handshake deadline, ms. */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
 /** `[imap.limits]`. */
 export interface ImapLimits {
   /** Concurrent sessions; more are greeted with `* BYE` and closed. */
   maxSessions: number;
+  /** Concurrent sessions per IPv4 address / IPv6 /64. */
+  maxSessionsPerSource: number;
+  /** New connections per second per source (0: no rate limit). */
+  sourceConnectsPerSec: number;
+  /** Burst of new connections per source. */
+  sourceConnectsBurst: number;
   /** Longest command line, bytes. */
   maxLineBytes: number;
   /** Largest literal a client may announce in standalone mode, bytes. */
@@ -263,6 +298,10 @@ export interface Config {
   access: AccessConfig;
   /** `[limits]`. */
   limits: {
+    /** Per-source and global admission on the relay port(s); always set (defaults below). */
+    admission: AdmissionConfig;
+    /** TLS handshake deadline on the relay and IMAPS listeners, ms (`tls_handshake_timeout_secs`). */
+    tlsHandshakeTimeoutMs: number;
     /** New connections per second per listener (token bucket). */
     acceptConnLimit?: number;
     /** Burst of new connections. */
@@ -572,10 +611,27 @@ function validateTables(
 
   const access = readAccess(r, env);
 
-  const limits: Config["limits"] = {};
+  const limits: Config["limits"] = {
+    admission: { ...RELAY_ADMISSION_DEFAULTS },
+    tlsHandshakeTimeoutMs: TLS_HANDSHAKE_TIMEOUT_MS,
+  };
   const lim = r.table("limits");
   if (lim) {
     readers.push(lim);
+    const adm = limits.admission;
+    adm.maxConnections = lim.int("max_connections", { min: 1 }) ?? adm.maxConnections;
+    adm.reserve = lim.int("connection_reserve", { min: 0 }) ?? adm.reserve;
+    adm.maxPerSource = lim.int("max_connections_per_source", { min: 1 }) ?? adm.maxPerSource;
+    adm.perSecond = lim.num("source_connects_per_sec", { min: 0 }) ?? adm.perSecond;
+    adm.burst = lim.int("source_connects_burst", { min: 1 }) ?? adm.burst;
+    if (adm.reserve >= adm.maxConnections) {
+      throw new ConfigError(
+        "limits.connection_reserve",
+        `must be less than limits.max_connections (${adm.maxConnections})`,
+      );
+    }
+    const hs = lim.num("tls_handshake_timeout_secs", { min: 0.05 });
+    if (hs !== undefined) limits.tlsHandshakeTimeoutMs = hs * 1000;
     const acl = lim.num("accept_conn_limit", { min: 0 });
     const acb = lim.int("accept_conn_burst", { min: 1 });
     if (acl !== undefined) limits.acceptConnLimit = acl;
@@ -1150,6 +1206,9 @@ function readImap(
 
   const limits: ImapLimits = {
     maxSessions: 1000,
+    maxSessionsPerSource: 32,
+    sourceConnectsPerSec: 8,
+    sourceConnectsBurst: 32,
     maxLineBytes: 64 * 1024,
     maxLiteralBytes: 64 * 1024,
     maxProxyLiteralBytes: 64 * 1024 * 1024,
@@ -1165,6 +1224,9 @@ function readImap(
   if (l) {
     readers.push(l);
     limits.maxSessions = l.int("max_sessions", { min: 1 }) ?? limits.maxSessions;
+    limits.maxSessionsPerSource = l.int("max_sessions_per_source", { min: 1 }) ?? limits.maxSessionsPerSource;
+    limits.sourceConnectsPerSec = l.num("source_connects_per_sec", { min: 0 }) ?? limits.sourceConnectsPerSec;
+    limits.sourceConnectsBurst = l.int("source_connects_burst", { min: 1 }) ?? limits.sourceConnectsBurst;
     limits.maxLineBytes = l.int("max_line_bytes", { min: 1024 }) ?? limits.maxLineBytes;
     limits.maxLiteralBytes = l.int("max_literal_bytes", { min: 1024 }) ?? limits.maxLiteralBytes;
     limits.maxProxyLiteralBytes = l.int("max_proxy_literal_bytes", { min: 1024 }) ?? limits.maxProxyLiteralBytes;

@@ -624,3 +624,61 @@ Deno.test("validateConfig() reads the [imap.limits] hardening keys with safe def
     "imap.limits.max_pending_password_checks",
   );
 });
+
+Deno.test("validateConfig() fills the [limits] admission defaults (issue 9 contract)", () => {
+  const { config } = load("");
+  assert.deepEqual(config.limits.admission, {
+    maxConnections: 16384,
+    reserve: 256,
+    maxPerSource: 256,
+    perSecond: 32,
+    burst: 128,
+  });
+  assert.equal(config.limits.tlsHandshakeTimeoutMs, 10_000);
+  const imap = load('[imap]\niroh_relay_url = "https://r.example/"').config.imap!;
+  assert.equal(imap.limits.maxSessionsPerSource, 32);
+  assert.equal(imap.limits.sourceConnectsPerSec, 8);
+  assert.equal(imap.limits.sourceConnectsBurst, 32);
+});
+
+Deno.test("validateConfig() reads [limits] and [imap.limits] admission keys without warnings", () => {
+  const { config, warnings } = load(`
+[limits]
+max_connections = 1000
+connection_reserve = 10
+max_connections_per_source = 5
+source_connects_per_sec = 0.5
+source_connects_burst = 3
+tls_handshake_timeout_secs = 2.5
+[imap]
+iroh_relay_url = "https://r.example/"
+[imap.limits]
+max_sessions_per_source = 4
+source_connects_per_sec = 1
+source_connects_burst = 2
+`);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(config.limits.admission, {
+    maxConnections: 1000,
+    reserve: 10,
+    maxPerSource: 5,
+    perSecond: 0.5,
+    burst: 3,
+  });
+  assert.equal(config.limits.tlsHandshakeTimeoutMs, 2500);
+  assert.equal(config.imap!.limits.maxSessionsPerSource, 4);
+  assert.equal(config.imap!.limits.sourceConnectsPerSec, 1);
+  assert.equal(config.imap!.limits.sourceConnectsBurst, 2);
+});
+
+Deno.test("validateConfig() refuses bad admission limits, naming the key", () => {
+  assertConfigError(() => load("[limits]\nmax_connections = 0"), "limits.max_connections");
+  assertConfigError(() => load("[limits]\nmax_connections = 10\nconnection_reserve = 10"), "limits.connection_reserve");
+  assertConfigError(() => load("[limits]\nmax_connections_per_source = 0"), "limits.max_connections_per_source");
+  assertConfigError(() => load("[limits]\nsource_connects_per_sec = -1"), "limits.source_connects_per_sec");
+  assertConfigError(() => load("[limits]\ntls_handshake_timeout_secs = 0"), "limits.tls_handshake_timeout_secs");
+  assertConfigError(
+    () => load('[imap]\niroh_relay_url = "https://r.example/"\n[imap.limits]\nmax_sessions_per_source = 0'),
+    "imap.limits.max_sessions_per_source",
+  );
+});

@@ -5,7 +5,11 @@
  * {@link step} → write). Proxy sessions are handed to `proxy.ts`.
  *
  * Per session:
- * - over `max_sessions`: `* BYE`, close (the accept loop never waits on it);
+ * - admission (`admission/`) before a session exists: over the per-source
+ *   limits (`max_sessions_per_source`, `source_connects_per_sec/burst`) the
+ *   connection is closed at once; over `max_sessions` (with its reserve for
+ *   sources holding few sessions) a plain connection gets `* BYE`, closed
+ *   without waiting on the peer; IMAPS connections are refused before TLS;
  * - login and idle deadlines from {@link SessionTimer}; a timeout writes
  *   `* BYE` and closes;
  * - password checks go through {@link PasswordChecks} (bounded queue,
@@ -17,9 +21,10 @@
  * Credentials are never logged: only command names, at debug level.
  */
 
+import type { AcceptedConn, Acceptor, RefusalReason } from "../admission/mod.ts";
 import type { ImapConfig } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import { closeQuietly, SessionTimer, sleep, within, Writer } from "./conn.ts";
+import { type ByteConn, closeQuietly, SessionTimer, sleep, within, Writer } from "./conn.ts";
 import { encodeReplies, type Reply } from "./encoder.ts";
 import type { ImapMetrics } from "./metrics.ts";
 import { CommandParser, type ParseEvent } from "./parser.ts";
@@ -50,12 +55,12 @@ export interface ListenerContext {
   /** Counters. */
   metrics: ImapMetrics;
   /** Serves one accepted connection (standalone or proxy); resolves when it ends. */
-  serve(conn: Deno.Conn, remote: string, signal: AbortSignal): Promise<void>;
+  serve(conn: AcceptedConn, remote: string, signal: AbortSignal): Promise<void>;
 }
 
 /** Open sessions of a service, so `close()` can end them. */
 export class SessionSet {
-  readonly #open = new Map<Deno.Conn, { abort: AbortController; done: Promise<void> }>();
+  readonly #open = new Map<ByteConn, { abort: AbortController; done: Promise<void> }>();
 
   /** Number of open sessions. */
   get size(): number {
@@ -63,7 +68,7 @@ export class SessionSet {
   }
 
   /** Registers a running session. */
-  add(conn: Deno.Conn, abort: AbortController, done: Promise<void>): void {
+  add(conn: ByteConn, abort: AbortController, done: Promise<void>): void {
     this.#open.set(conn, { abort, done });
     done.finally(() => this.#open.delete(conn));
   }
@@ -79,20 +84,32 @@ export class SessionSet {
   }
 }
 
-function remoteOf(conn: Deno.Conn): string {
-  const a = conn.remoteAddr;
-  return a.transport === "tcp" ? `${a.hostname.includes(":") ? `[${a.hostname}]` : a.hostname}:${a.port}` : "?";
+/**
+ * What the admission gate does with a refused plain connection: over the
+ * global cap, a short `* BYE` (tracked in `sessions` so shutdown ends it);
+ * over a per-source limit, a plain close (cheapest for a flood).
+ */
+export function refuser(ctx: ListenerContext, sessions: SessionSet): (conn: Deno.Conn, reason: RefusalReason) => void {
+  return (conn, reason) => {
+    if (reason !== "global") {
+      closeQuietly(conn);
+      return;
+    }
+    ctx.metrics.c.sessionsRefused++;
+    const abort = new AbortController();
+    sessions.add(conn, abort, refuse(conn, abort.signal));
+  };
 }
 
 /**
- * Accepts connections until the listener closes.
+ * Accepts admitted connections until the listener closes.
  * @returns when the listener is closed
  */
-export async function acceptLoop(listener: Deno.Listener, ctx: ListenerContext, sessions: SessionSet): Promise<void> {
+export async function acceptLoop(listener: Acceptor, ctx: ListenerContext, sessions: SessionSet): Promise<void> {
   for (;;) {
-    let conn: Deno.Conn;
+    let admitted;
     try {
-      conn = await listener.accept();
+      admitted = await listener.accept();
     } catch (e) {
       if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
       ctx.log.warn(`accept failed: ${(e as Error).message}`);
@@ -100,33 +117,29 @@ export async function acceptLoop(listener: Deno.Listener, ctx: ListenerContext, 
       await sleep(100);
       continue;
     }
+    const { conn, remote, ticket } = admitted;
     try {
-      (conn as Deno.TcpConn).setNoDelay?.(true);
+      (conn as ByteConn & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     } catch {
       // not TCP, or already gone
     }
     const abort = new AbortController();
-    // Count served sessions only: connections being refused (a BYE in flight) must not push the count up further.
-    if (ctx.metrics.active >= ctx.config.limits.maxSessions) {
-      ctx.metrics.c.sessionsRefused++;
-      sessions.add(conn, abort, refuse(conn, abort.signal));
-      continue;
-    }
+    // The global cap (max_sessions) was applied by the admission gate, which counts served sessions only.
     ctx.metrics.c.sessions++;
     ctx.metrics.active++;
-    const remote = remoteOf(conn);
     const done = ctx.serve(conn, remote, abort.signal)
       .catch((e) => ctx.log.error(`session ${remote}: ${(e as Error).message}`))
       .finally(() => {
         ctx.metrics.active--;
         closeQuietly(conn);
+        ticket.release();
       });
     sessions.add(conn, abort, done);
   }
 }
 
 /** Says BYE to a connection over the cap, without waiting long for a slow peer. */
-async function refuse(conn: Deno.Conn, signal: AbortSignal): Promise<void> {
+async function refuse(conn: ByteConn, signal: AbortSignal): Promise<void> {
   await within(new Writer(conn, signal).write(encodeReplies([tooManySessions()])), REFUSE_WRITE_MS);
   closeQuietly(conn);
 }
@@ -153,7 +166,7 @@ function countReplies(m: ImapMetrics, replies: readonly Reply[]): void {
  * or `signal`.
  */
 export async function serveStandalone(
-  conn: Deno.Conn,
+  conn: AcceptedConn,
   remote: string,
   signal: AbortSignal,
   ctx: ListenerContext & { session: SessionConfig; passwords: PasswordChecks | null },

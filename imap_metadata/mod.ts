@@ -10,6 +10,11 @@
  * - listeners: `bind_addr` (plain) and `tls_bind_addr` (implicit TLS with
  *   `cert_path`/`key_path`, defaulting to the relay's `[tls]` files). There is
  *   no STARTTLS: Deno has no server-side TLS upgrade.
+ * - admission (`admission/`): one gate for both listeners (`max_sessions`,
+ *   `max_sessions_per_source`, `source_connects_per_sec/burst`); IMAPS
+ *   handshakes have the `[limits] tls_handshake_timeout_secs` deadline and
+ *   the certificate is re-read by {@link ImapService.reloadTls} (SIGHUP)
+ *   without rebinding.
  *
  * @example
  * ```ts
@@ -27,9 +32,18 @@
  * ```
  */
 
-import { type Config, formatBindAddr, type ImapConfig } from "../config/mod.ts";
+import {
+  type AcceptedConn,
+  type Acceptor,
+  AdmissionGate,
+  type AdmissionLimits,
+  AdmissionMetrics,
+  PlainAcceptor,
+  TlsAcceptor,
+} from "../admission/mod.ts";
+import { type Config, formatBindAddr, type ImapConfig, type ImapLimits } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
-import { acceptLoop, type ListenerContext, MAX_ERRORS, serveStandalone, SessionSet } from "./listener.ts";
+import { acceptLoop, type ListenerContext, MAX_ERRORS, refuser, serveStandalone, SessionSet } from "./listener.ts";
 import { ImapMetrics } from "./metrics.ts";
 import { PasswordChecks } from "./password_checks.ts";
 import { serveProxy } from "./proxy.ts";
@@ -45,6 +59,12 @@ export interface ImapService {
   status(): Record<string, unknown>;
   /** OpenMetrics lines, prefix `imap_`, without `# EOF`. */
   metrics(): string;
+  /**
+   * Re-reads `cert_path`/`key_path` for new IMAPS handshakes (open sessions
+   * keep theirs). Resolves to false when there is no IMAPS listener.
+   * @throws {Error} unreadable or unusable files (the old certificate stays)
+   */
+  reloadTls(): Promise<boolean>;
   /** Stops listening and ends every session. */
   close(): Promise<void>;
 }
@@ -53,6 +73,21 @@ export interface ImapService {
 export interface ImapStartOptions {
   /** Logger for the `imap` component. */
   log: Logger;
+  /** Admission counters shared with the relay (rendered there); default: our own, rendered by {@link ImapService.metrics}. */
+  admissionMetrics?: AdmissionMetrics;
+  /** TLS handshake deadline for IMAPS, ms (default `[limits] tls_handshake_timeout_secs`). */
+  tlsHandshakeTimeoutMs?: number;
+}
+
+/** The IMAP gate's limits: `max_sessions` with a reserve of an eighth (at most 256) for sources holding few sessions. */
+export function imapAdmission(l: ImapLimits): AdmissionLimits {
+  return {
+    maxConnections: l.maxSessions,
+    reserve: Math.min(256, Math.floor(l.maxSessions / 8)),
+    maxPerSource: l.maxSessionsPerSource,
+    perSecond: l.sourceConnectsPerSec,
+    burst: l.sourceConnectsBurst,
+  };
 }
 
 /**
@@ -79,22 +114,40 @@ export async function startImap(config: Config, opts: ImapStartOptions): Promise
   const serve = await sessionServer(imap, log, metrics, passwords);
   const ctx: ListenerContext = { config: imap, log, metrics, serve: (c, r, s) => serve(c, r, s) };
 
-  const listeners: Deno.Listener[] = [];
+  const listeners: Acceptor[] = [];
   const loops: Promise<void>[] = [];
   const addrs: ImapService["addrs"] = {};
+  const ownAdmissionMetrics = opts.admissionMetrics === undefined;
+  const admissionMetrics = opts.admissionMetrics ?? new AdmissionMetrics();
+  const gate = new AdmissionGate(imapAdmission(imap.limits));
+  let tlsAcceptor: TlsAcceptor | undefined;
   try {
     if (imap.bindAddr) {
-      const l = Deno.listen({ hostname: imap.bindAddr.hostname, port: imap.bindAddr.port });
+      const l = new PlainAcceptor(Deno.listen({ hostname: imap.bindAddr.hostname, port: imap.bindAddr.port }), {
+        gate,
+        metrics: admissionMetrics,
+        listener: "imap",
+        onRefused: refuser(ctx, sessions),
+      });
       listeners.push(l);
-      addrs.plain = l.addr as Deno.NetAddr;
+      addrs.plain = l.addr;
     }
     if (imap.tlsBindAddr) {
       const cert = await Deno.readTextFile(imap.certPath!);
       const key = await Deno.readTextFile(imap.keyPath!);
       // No ALPN list: core asks for "imap" on ports other than 993, and a server that announces none accepts any.
-      const l = Deno.listenTls({ hostname: imap.tlsBindAddr.hostname, port: imap.tlsBindAddr.port, cert, key });
-      listeners.push(l);
-      addrs.tls = l.addr as Deno.NetAddr;
+      tlsAcceptor = await TlsAcceptor.listen({
+        hostname: imap.tlsBindAddr.hostname,
+        port: imap.tlsBindAddr.port,
+        cert,
+        key,
+        handshakeTimeoutMs: opts.tlsHandshakeTimeoutMs ?? config.limits.tlsHandshakeTimeoutMs,
+        gate,
+        metrics: admissionMetrics,
+        listener: "imap",
+      });
+      listeners.push(tlsAcceptor);
+      addrs.tls = tlsAcceptor.addr;
     }
   } catch (e) {
     for (const l of listeners) l.close();
@@ -126,7 +179,14 @@ export async function startImap(config: Config, opts: ImapStartOptions): Promise
       sessions: metrics.active,
       maxSessions: imap.limits.maxSessions,
     }),
-    metrics: () => metrics.render(),
+    metrics: () => metrics.render() + (ownAdmissionMetrics ? admissionMetrics.render() : ""),
+    async reloadTls() {
+      if (tlsAcceptor === undefined) return false;
+      const cert = await Deno.readTextFile(imap.certPath!);
+      const key = await Deno.readTextFile(imap.keyPath!);
+      tlsAcceptor.setCertificate(cert, key);
+      return true;
+    },
     close() {
       closing ??= (async () => {
         for (const l of listeners) {
@@ -146,7 +206,7 @@ export async function startImap(config: Config, opts: ImapStartOptions): Promise
   };
 }
 
-type Serve = (conn: Deno.Conn, remote: string, signal: AbortSignal) => Promise<void>;
+type Serve = (conn: AcceptedConn, remote: string, signal: AbortSignal) => Promise<void>;
 
 /** Builds the per-connection handler for the configured mode. */
 async function sessionServer(

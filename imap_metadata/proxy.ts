@@ -20,6 +20,7 @@
  * ends only.
  */
 
+import type { AcceptedConn } from "../admission/mod.ts";
 import { type ByteConn, closeQuietly, SessionTimer, within, Writer } from "./conn.ts";
 import type { ListenerContext } from "./listener.ts";
 import { type ProxyAction, ProxySession, type ProxySessionConfig } from "./proxy_session.ts";
@@ -41,7 +42,7 @@ export interface ProxyContext extends ListenerContext {
 
 /** Serves one proxied session until either side ends, a timeout, or `signal`. */
 export async function serveProxy(
-  conn: Deno.Conn,
+  conn: AcceptedConn,
   remote: string,
   signal: AbortSignal,
   ctx: ProxyContext,

@@ -8,7 +8,14 @@
  * - without TLS (or `dangerous_http_only`): `http_bind_addr` serves everything;
  * - with TLS: `https_bind_addr` serves everything, `http_bind_addr` only the
  *   captive portal (`/generate_204`);
- * - `metrics_bind_addr`: OpenMetrics text on any path, when enabled.
+ * - `metrics_bind_addr`: OpenMetrics text on any path and the detailed
+ *   `/healthz`, when enabled; served by the same raw transport (same head
+ *   timeout and size limits as the relay port).
+ *
+ * Every listener admits connections through `admission/`: the relay ports
+ * share one gate (`[limits]` max_connections, per-source limits); HTTPS
+ * handshakes have a deadline (`tls_handshake_timeout_secs`) and the
+ * certificate is swapped in place on reload (no rebinding).
  *
  * @example
  * ```ts
@@ -23,12 +30,21 @@
  * ```
  */
 
+import {
+  type Acceptor,
+  AdmissionGate,
+  type AdmissionLimits,
+  AdmissionMetrics,
+  PlainAcceptor,
+  TlsAcceptor,
+} from "../admission/mod.ts";
 import { type Config, formatBindAddr } from "../config/mod.ts";
 import type { Logger } from "../log/mod.ts";
 import { CONTENT_TYPE, negotiateFormat, toPrometheusText } from "../metrics/mod.ts";
-import type { HealthInfo } from "./transport/endpoints.ts";
+import { detailedHealth, type HealthInfo } from "./transport/endpoints.ts";
+import { header, type RequestHead } from "./transport/http1.ts";
 import { RelayCore, type RelayOptions } from "./server/relay_core.ts";
-import { serveListener, type TransportContext } from "./transport/tcp.ts";
+import { ReadBudget, serveListener, type TransportContext } from "./transport/tcp.ts";
 import type { HttpRoute } from "./transport/routes.ts";
 
 export { RelayCore } from "./server/relay_core.ts";
@@ -40,6 +56,7 @@ export { isCurvePoint, keyId } from "./proto/public_key.ts";
 export { verifyStrict } from "./proto/ed25519.ts";
 export { DERP, type Generation, V1, V2 } from "./proto/generation.ts";
 export { createFetchHandler, type FetchHandlerOptions } from "./transport/fetch_handler.ts";
+export { READ_BUDGET_BYTES, ReadBudget } from "./transport/tcp.ts";
 export type { HealthInfo } from "./transport/endpoints.ts";
 export { type HttpRoute, requestBytes, type RouteInfo, type RouteRole } from "./transport/routes.ts";
 
@@ -53,8 +70,12 @@ export interface RelayService {
   httpsAddr?: Deno.NetAddr;
   /** Address of the metrics listener, when enabled. */
   metricsAddr?: Deno.NetAddr;
-  /** Re-reads TLS files for new connections (old ones stay up). */
-  reloadTls(): Promise<void>;
+  /**
+   * Re-reads TLS files for new connections (old ones stay up); false when
+   * the relay serves no TLS.
+   * @throws {Error} unreadable or unusable files (the old certificate stays)
+   */
+  reloadTls(): Promise<boolean>;
   /** Stops listening and closes every connection. */
   close(): Promise<void>;
 }
@@ -69,6 +90,10 @@ export interface StartOptions {
   routes?: readonly HttpRoute[];
   /** Extra metrics text (other services) appended before `# EOF`. */
   extraMetrics?: () => string;
+  /** Admission counters shared with other services (rendered here); default: the relay's own. */
+  admissionMetrics?: AdmissionMetrics;
+  /** Allowance of large read buffers (tests inspect it); default: a fresh {@link ReadBudget}. */
+  readBudget?: ReadBudget;
   /** Core overrides (timeouts in tests, injected clock). */
   core?: Omit<RelayOptions, "access" | "clientRx" | "keyCacheCapacity" | "log">;
 }
@@ -77,20 +102,16 @@ export interface StartOptions {
 export const TLS_RELOAD_INTERVAL_MS = 24 * 60 * 60 * 1000;
 
 /**
- * Runs `bind` until it stops failing with "address in use" (a just-closed
- * listener's socket can take a moment to go), at most ~1 s.
+ * Admission on the metrics port: a scraper or two, never thousands of
+ * connections (fixed; no config keys).
  */
-async function bindWithRetry(bind: () => void): Promise<void> {
-  for (let attempt = 0;; attempt++) {
-    try {
-      bind();
-      return;
-    } catch (e) {
-      if (!(e instanceof Deno.errors.AddrInUse) || attempt >= 40) throw e;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
+export const METRICS_ADMISSION: AdmissionLimits = {
+  maxConnections: 256,
+  reserve: 16,
+  maxPerSource: 32,
+  perSecond: 16,
+  burst: 64,
+};
 
 /** Version reported by `/healthz` when the caller gives none. */
 const DEFAULT_HEALTH: HealthInfo = { version: "dev", gitHash: "unknown" };
@@ -117,13 +138,16 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
   });
   const health = opts.health ?? DEFAULT_HEALTH;
   const routes = opts.routes ?? [];
-  const listeners: Deno.Listener[] = [];
+  const listeners: Acceptor[] = [];
   const loops: Promise<void>[] = [];
-  let metricsServer: Deno.HttpServer | undefined;
+  const admissionMetrics = opts.admissionMetrics ?? new AdmissionMetrics();
+  const gate = new AdmissionGate(cfg.limits.admission);
   const service: RelayService = {
     core,
     async reloadTls() {
+      if (tlsAcceptor === undefined) return false;
       await swapTls();
+      return true;
     },
     async close() {
       clearInterval(reloadTimer);
@@ -137,7 +161,6 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       core.close();
       // The core does not wait for its mesh; waiting here lets the last EndpointGone notices go out.
       await mesh?.close().catch((e) => log?.warn(`instance mesh close: ${(e as Error).message}`));
-      await metricsServer?.shutdown();
       await Promise.allSettled(loops);
     },
   };
@@ -148,47 +171,37 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       burst: cfg.limits.acceptConnBurst ?? Math.max(1, Math.ceil(cfg.limits.acceptConnLimit)),
     }
     : undefined;
-  const loopOf = new Map<Deno.Listener, Promise<void>>();
-  const serve = (l: Deno.Listener, ctx: TransportContext) => {
+  const readBudget = opts.readBudget ?? new ReadBudget();
+  const serve = (l: Acceptor, ctx: TransportContext) => {
     listeners.push(l);
-    const loop = serveListener(l, { ...ctx, ...(accept ? { acceptLimit: accept } : {}) });
-    loops.push(loop);
-    loopOf.set(l, loop);
+    loops.push(serveListener(l, { ...ctx, readBudget, ...(accept ? { acceptLimit: accept } : {}) }));
   };
-  let tlsListener: Deno.Listener | undefined;
-  let tlsPem: { cert: string; key: string } | undefined;
-  const listenTls = (addr: { hostname: string; port: number }, pem: { cert: string; key: string }) => {
-    const l = Deno.listenTls({ hostname: addr.hostname, port: addr.port, ...pem });
-    serve(l, { core, role: "relay", health, routes, scheme: "https" });
-    tlsListener = l;
-    tlsPem = pem;
-    service.httpsAddr = l.addr as Deno.NetAddr;
-  };
-  // (Re)reads the PEM files and serves new connections with them; open connections keep theirs.
+  let tlsAcceptor: TlsAcceptor | undefined;
+  // (Re)reads the PEM files and serves new handshakes with them; open connections keep theirs.
+  // The listener stays bound: a bad file is refused and the old certificate stays.
   const swapTls = async () => {
     if (!useTls) return;
     const pem = { cert: await Deno.readTextFile(cfg.tls!.certPath), key: await Deno.readTextFile(cfg.tls!.keyPath) };
-    const old = tlsListener;
-    if (old === undefined) {
-      listenTls(cfg.tls!.httpsBindAddr, pem);
+    if (tlsAcceptor !== undefined) {
+      tlsAcceptor.setCertificate(pem.cert, pem.key);
       return;
     }
-    // Check the new files on a throwaway listener first: a bad file must not take HTTPS down.
-    Deno.listenTls({ hostname: "127.0.0.1", port: 0, ...pem }).close();
-    // Without SO_REUSEPORT (unstable in Deno) the port must be released before it is bound
-    // again, so connections arriving in that instant are refused; clients retry. The socket
-    // is released once the pending accept has ended, so wait for the accept loop first.
-    const addr = old.addr as Deno.NetAddr;
-    listeners.splice(listeners.indexOf(old), 1);
-    old.close();
-    await loopOf.get(old);
-    loopOf.delete(old);
-    try {
-      await bindWithRetry(() => listenTls(addr, pem));
-    } catch (e) {
-      await bindWithRetry(() => listenTls(addr, tlsPem!));
-      throw e;
-    }
+    const addr = cfg.tls!.httpsBindAddr;
+    tlsAcceptor = await TlsAcceptor.listen({
+      hostname: addr.hostname,
+      port: addr.port,
+      ...pem,
+      handshakeTimeoutMs: cfg.limits.tlsHandshakeTimeoutMs,
+      gate,
+      metrics: admissionMetrics,
+      listener: "relay",
+      onAcceptError: (e) => {
+        core.metrics.c.acceptErrors++;
+        core.peerLog.warn("accept failed", `accept failed: ${e.message}`);
+      },
+    });
+    serve(tlsAcceptor, { core, role: "relay", health, routes, scheme: "https" });
+    service.httpsAddr = tlsAcceptor.addr;
   };
   let reloadTimer: ReturnType<typeof setInterval> | undefined;
   try {
@@ -204,7 +217,10 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
       }
     }
     if (cfg.enableRelay) {
-      const httpListener = Deno.listen({ hostname: cfg.httpBindAddr.hostname, port: cfg.httpBindAddr.port });
+      const httpListener = new PlainAcceptor(
+        Deno.listen({ hostname: cfg.httpBindAddr.hostname, port: cfg.httpBindAddr.port }),
+        { gate, metrics: admissionMetrics, listener: "relay" },
+      );
       serve(httpListener, { core, role: useTls ? "captive-portal" : "relay", health, routes, scheme: "http" });
       service.httpAddr = httpListener.addr as Deno.NetAddr;
       await swapTls();
@@ -219,27 +235,34 @@ export async function startRelay(cfg: Config, opts: StartOptions = {}): Promise<
     }
     if (cfg.enableMetrics) {
       const ma = cfg.metricsBindAddr;
-      await new Promise<void>((resolve, reject) => {
-        try {
-          metricsServer = Deno.serve({
-            hostname: ma.hostname,
-            port: ma.port,
-            onListen: (addr) => {
-              service.metricsAddr = addr as Deno.NetAddr;
-              resolve();
-            },
-          }, (req) => {
-            // OpenMetrics for scrapers that ask for it (Prometheus does), the 0.0.4 text format otherwise.
-            const format = negotiateFormat(req.headers.get("accept"));
-            const text = core.metrics.render() + (opts.extraMetrics?.() ?? "") + "# EOF\n";
-            return new Response(format === "openmetrics" ? text : toPrometheusText(text), {
-              headers: { "Content-Type": CONTENT_TYPE[format] },
-            });
-          });
-        } catch (e) {
-          reject(e);
-        }
+      const metricsListener = new PlainAcceptor(Deno.listen({ hostname: ma.hostname, port: ma.port }), {
+        gate: new AdmissionGate(METRICS_ADMISSION),
+        metrics: admissionMetrics,
+        listener: "metrics",
       });
+      listeners.push(metricsListener);
+      service.metricsAddr = metricsListener.addr;
+      const endpoint = (head: RequestHead) => {
+        if (head.path === "/healthz") {
+          return detailedHealth(health, {
+            relay: {
+              clients: { ...core.clientsPerGeneration },
+              connected_keys: core.connectedKeys,
+              open_connections: gate.open,
+            },
+          });
+        }
+        // OpenMetrics for scrapers that ask for it (Prometheus does), the 0.0.4 text format otherwise.
+        const format = negotiateFormat(header(head, "accept") ?? null);
+        const text = core.metrics.render() + admissionMetrics.render() + (opts.extraMetrics?.() ?? "") + "# EOF\n";
+        return {
+          status: 200,
+          headers: [["Content-Type", CONTENT_TYPE[format]]] as [string, string][],
+          body: format === "openmetrics" ? text : toPrometheusText(text),
+        };
+      };
+      // Not `serve`: `[limits] accept_conn_limit` is the relay port's.
+      loops.push(serveListener(metricsListener, { core, role: "metrics", health, endpoint }));
     }
   } catch (e) {
     await service.close();

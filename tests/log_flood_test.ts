@@ -23,7 +23,9 @@ Deno.test("one 0.35 ClientInfo replayed on 300 connections writes at most ~20 lo
   const path = `${dir}/relay.toml`;
   await Deno.writeTextFile(
     path,
-    `http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nenable_stun = false\n`,
+    `http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nenable_stun = false\n` +
+      // 300 connections from one address: the per-source admission limits are not what this test is about.
+      "[limits]\nmax_connections_per_source = 100000\nsource_connects_per_sec = 0\n",
   );
   const main = new MainProcess(["--config", path]);
   const open: TestRelayClient[] = [];

@@ -85,7 +85,7 @@ async function exchange(storeConfig: string): Promise<void> {
   const config = `${dir}/relay.toml`;
   await Deno.writeTextFile(
     config,
-    `http_bind_addr = "127.0.0.1:0"\nenable_stun = false\nenable_metrics = false\n[mailbox]\nserver_names = ["${RELAY}"]\n${storeConfig}` +
+    `http_bind_addr = "127.0.0.1:0"\nenable_stun = false\nenable_metrics = false\n[limits]\nsource_connects_per_sec = 0\n[mailbox]\nserver_names = ["${RELAY}"]\n${storeConfig}` +
       `${storeConfig ? "" : `data_dir = "${dir}/data"\n`}max_entries_per_recipient = ${TOTAL}\n` +
       `sender_rate_per_second = 100000\nsender_burst = 100000\n`,
   );
@@ -174,7 +174,7 @@ Deno.test("default data directory: works without data_dir and is named in the st
   const config = `${home}/relay.toml`;
   await Deno.writeTextFile(
     config,
-    `http_bind_addr = "127.0.0.1:0"\nenable_stun = false\nenable_metrics = false\n[mailbox]\n`,
+    `http_bind_addr = "127.0.0.1:0"\nenable_stun = false\nenable_metrics = false\n[limits]\nsource_connects_per_sec = 0\n[mailbox]\n`,
   );
   const proc = await spawnService(config, { HOME: home, XDG_STATE_HOME: "", STATE_DIRECTORY: "" });
   try {

@@ -98,7 +98,7 @@ Deno.test("TestCreateNewRelayInternalAPI: the service builds with SQLite and wit
 });
 
 Deno.test("relay listener: a GET body reaches relay_txn; an oversize PUT gets 413 from the listener, unread", () =>
-  withService(SQLITE + "max_body_bytes = 2048\n", async (t, port) => {
+  withService(SQLITE + "max_body_bytes = 2048\n", async (t, _port, metricsPort) => {
     const [s, r] = [MatrixPeer.generate(), MatrixPeer.generate()];
     const big = s.depositRequest(RELAY, r.serverName, "big", { pdus: [{ b: "x".repeat(4000) }] });
     assert.equal((await t(big)).status, 413);
@@ -107,10 +107,11 @@ Deno.test("relay listener: a GET body reaches relay_txn; an oversize PUT gets 41
     const first = (await r.pull(t, RELAY, 0)).json as { entry_id: number };
     const done = (await r.pull(t, RELAY, first.entry_id)).json as { entries_queued: boolean };
     assert.equal(done.entries_queued, false);
-    const health = await rawGet(port, "/healthz");
+    // Service details are on the metrics port's /healthz (the public one says only status and version).
+    const health = await rawGet(metricsPort!, "/healthz");
     assert.equal(health.status, 200);
     assert.deepEqual(JSON.parse(health.body).mailbox, { store: "sqlite", state: "ok", queued_entries: 0 });
-  }));
+  }, { metrics: true }));
 
 Deno.test("metrics endpoint: mailbox counters and queue depth next to the relay's", () =>
   withService(SQLITE, async (t, _port, metricsPort) => {

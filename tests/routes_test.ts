@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { configFromText } from "../config/mod.ts";
 import { createFetchHandler, type HttpRoute, RelayCore, requestBytes, startRelay } from "../relay/mod.ts";
 import { serveListener } from "../relay/transport/tcp.ts";
+import { AdmissionGate, AdmissionMetrics, PlainAcceptor } from "../admission/mod.ts";
 import { dial, getHeader, rawRequest, readResponse, writeAllRaw } from "./support/http_raw.ts";
 
 const enc = new TextEncoder();
@@ -88,7 +89,11 @@ Deno.test("relay listener: routes get bounded bodies (GET too), 413 unread, 500 
 
 Deno.test("relay listener: routes stay off the captive portal unless they ask for it", async () => {
   const core = new RelayCore();
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const listener = new PlainAcceptor(Deno.listen({ hostname: "127.0.0.1", port: 0 }), {
+    gate: new AdmissionGate({ maxConnections: 100, reserve: 0, maxPerSource: 100, perSecond: 0, burst: 1 }),
+    metrics: new AdmissionMetrics(),
+    listener: "relay",
+  });
   const loop = serveListener(listener, {
     core,
     role: "captive-portal",
@@ -104,7 +109,7 @@ Deno.test("relay listener: routes stay off the captive portal unless they ask fo
     ],
   });
   try {
-    const port = (listener.addr as Deno.NetAddr).port;
+    const port = listener.addr.port;
     assert.equal((await rawRequest(port, "GET /relay-only/x HTTP/1.1\r\nHost: r\r\n\r\n")).status, 404);
     const acme = await rawRequest(port, "GET /.well-known/acme-challenge/abc HTTP/1.1\r\nHost: r\r\n\r\n");
     assert.equal(acme.body, "tok");

@@ -10,9 +10,20 @@
  * every following frame is read straight from the caller's chunk. (Copying
  * the whole next chunk behind the partial frame would be simpler, and cost
  * one extra copy of every forwarded byte.)
+ *
+ * Memory follows what ARRIVED, never what a header announces: a 5-byte
+ * derp header announcing 1 MiB followed by silence holds a few bytes, not
+ * 1 MiB (storage grows at most to twice the bytes held, capped by the
+ * announced size), and storage larger than {@link STORE_KEEP_BYTES} is
+ * dropped once the frame it held has been consumed.
  */
 
 const EMPTY = new Uint8Array(0);
+
+/** Owned storage up to this size is kept for the next straddling frame; larger is freed after use. */
+export const STORE_KEEP_BYTES = 64 * 1024;
+/** Smallest owned storage allocated, bytes. */
+const STORE_MIN_BYTES = 4096;
 
 /** Buffered bytes plus a read position, fed chunk by chunk. */
 export class ChunkReader {
@@ -51,8 +62,10 @@ export class ChunkReader {
   keep(want: number): boolean {
     const rest = this.buf.subarray(this.pos);
     const next = this.#next;
+    if (rest.length === 0) this.#shrink();
     if (next === null) {
-      this.#own(rest, want);
+      // Only what arrived is kept; `want` may be a length the peer merely announced.
+      this.#own(rest, rest.length, want);
       return false;
     }
     if (rest.length === 0) {
@@ -64,15 +77,30 @@ export class ChunkReader {
     }
     // Append just enough of the next chunk to complete the frame (or all of it, if short).
     const k = Math.min(Math.max(want - rest.length, 1), next.length);
-    const store = this.#own(rest, rest.length + k);
+    const store = this.#own(rest, rest.length + k, want);
     store.set(next.subarray(0, k), rest.length);
     this.buf = store.subarray(0, rest.length + k);
     this.#next = k < next.length ? next.subarray(k) : null;
     return true;
   }
 
-  /** Moves `rest` to the front of owned storage of at least `size` bytes; `buf` becomes it. */
-  #own(rest: Uint8Array, size: number): Uint8Array {
+  /** Frees owned storage that outgrew {@link STORE_KEEP_BYTES} once nothing partial is in it. */
+  #shrink(): void {
+    if (this.#store !== null && this.#store.length > STORE_KEEP_BYTES) this.#store = null;
+  }
+
+  /** Bytes of owned storage (for tests of the memory bound). */
+  get storeBytes(): number {
+    return this.#store?.length ?? 0;
+  }
+
+  /**
+   * Moves `rest` to the front of owned storage of at least `size` bytes; `buf`
+   * becomes it. Growth is geometric (at most twice `size`) but never beyond
+   * `want`, the frame's total size, so storage stays within twice the
+   * bytes that arrived.
+   */
+  #own(rest: Uint8Array, size: number, want: number): Uint8Array {
     this.pos = 0;
     if (rest.length === 0) {
       this.buf = EMPTY;
@@ -85,7 +113,9 @@ export class ChunkReader {
       this.buf = rest; // already at the front of our storage
       return store;
     }
-    if (store === null || store.length < size) store = new Uint8Array(Math.max(size, 4096));
+    if (store === null || store.length < size) {
+      store = new Uint8Array(Math.max(size, Math.min(want, 2 * size), STORE_MIN_BYTES));
+    }
     // `set` copes with `rest` overlapping `store`: the source is cloned first.
     store.set(rest);
     this.#store = store;

@@ -253,6 +253,11 @@ export class DerpFrameReader {
     this.#in.push(chunk);
   }
 
+  /** Bytes of storage this reader owns (a straddling frame's arrived bytes, rounded up); for memory-bound tests. */
+  get ownedBytes(): number {
+    return this.#in.storeBytes;
+  }
+
   /** Bytes received but not yet returned as frames. */
   get buffered(): number {
     return this.#in.available;

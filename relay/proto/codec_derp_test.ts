@@ -306,3 +306,28 @@ Deno.test("DerpFrameReader only throws RangeError on perturbed streams under ran
     );
   }
 });
+
+Deno.test("DerpFrameReader holds what arrived, not what a header announces, and frees it after", () => {
+  const r = new DerpFrameReader();
+  // 02 00 10 00 00: SendPacket announcing 1 MiB, then 3 bytes.
+  r.push(new Uint8Array([2, 0, 0x10, 0, 0, 1, 2, 3]));
+  assert.equal(r.read(), -1);
+  assert.ok(r.ownedBytes <= 4096, `owns ${r.ownedBytes} bytes for 8 that arrived`);
+  // The frame arrives in 64 KiB pieces: storage stays within twice what arrived.
+  let arrived = 8;
+  const piece = new Uint8Array(64 * 1024);
+  while (arrived + piece.length < 5 + 0x100000) {
+    r.push(piece);
+    arrived += piece.length;
+    assert.equal(r.read(), -1);
+    assert.ok(r.ownedBytes <= 2 * arrived + 4096, `owns ${r.ownedBytes} for ${arrived}`);
+  }
+  const rest = 5 + 0x100000 - arrived;
+  r.push(new Uint8Array(rest + 5)); // the end of the frame, then an empty frame of type 0
+  assert.equal(r.read(), 2);
+  assert.equal(r.end - r.start, 0x100000);
+  assert.equal(r.read(), 0);
+  // Nothing partial left: the megabyte of storage is let go.
+  assert.equal(r.read(), -1);
+  assert.ok(r.ownedBytes <= 64 * 1024, `still owns ${r.ownedBytes}`);
+});

@@ -84,6 +84,11 @@ export class WsReader {
     this.#in.push(chunk);
   }
 
+  /** Bytes of storage this reader owns (a straddling frame's arrived bytes, rounded up); for memory-bound tests. */
+  get ownedBytes(): number {
+    return this.#in.storeBytes;
+  }
+
   /** Bytes received but not yet consumed. */
   get buffered(): number {
     return this.#in.available;

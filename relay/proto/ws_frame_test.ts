@@ -322,3 +322,16 @@ Deno.test("WsReader unmasks payloads of every length at every buffer alignment (
     }
   }
 });
+
+Deno.test("WsReader holds what arrived, not what a 64-bit length announces", () => {
+  const r = new WsReader({ maxMessage: 1024 * 1024, expectMasked: true });
+  // Masked binary frame, 127 + 64-bit length 0x100000 (1 MiB), mask, then 3 payload bytes.
+  r.push(new Uint8Array([0x82, 0xff, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3, 4, 9, 9, 9]));
+  assert.equal(r.read(), -1);
+  assert.ok(r.ownedBytes <= 4096, `owns ${r.ownedBytes} bytes for 17 that arrived`);
+  // A 16-bit length header (65535) with a few bytes: same.
+  const r2 = new WsReader({ maxMessage: 1024 * 1024, expectMasked: true });
+  r2.push(new Uint8Array([0x82, 0xfe, 0xff, 0xff, 1, 2, 3, 4, 7]));
+  assert.equal(r2.read(), -1);
+  assert.ok(r2.ownedBytes <= 4096, `owns ${r2.ownedBytes}`);
+});

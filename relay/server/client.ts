@@ -43,6 +43,8 @@ import type { RelayCore } from "./relay_core.ts";
 export const QUEUE_DEPTH = 512;
 /** Most bytes waiting in a queue before further datagrams are dropped. */
 export const QUEUE_MAX_BYTES = 2 * 1024 * 1024;
+/** Most bytes of control messages (pongs, EndpointGone, Status…) waiting before further ones are dropped. */
+export const CONTROL_QUEUE_MAX_BYTES = 64 * 1024;
 /**
  * Write buffers up to this size are kept for reuse while a client is busy
  * (a full queue plus one largest frame, so a busy client never reallocates);
@@ -589,7 +591,7 @@ export class Client {
 
   #enqueueMsg(msg: WireMsg): boolean {
     const q = this.#control;
-    if (this.state === "closed" || q.frames >= QUEUE_DEPTH) return false;
+    if (this.state === "closed" || q.frames >= QUEUE_DEPTH || q.len >= CONTROL_QUEUE_MAX_BYTES) return false;
     const gen = this.gen;
     const payloadLen = gen.payloadLen(msg);
     const framing = this.#framing;

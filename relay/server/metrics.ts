@@ -47,12 +47,64 @@ export type RelayCounters = Counts<typeof COUNTERS>;
 
 export type { Family, Gauge };
 
+/** Disconnect reason labels, in render order; anything unrecognised is `other`. */
+export const DISCONNECT_REASONS = [
+  "control_queue_full",
+  "frame_too_large",
+  "write_timeout",
+  "write_failed",
+  "protocol_error",
+  "handshake_failed",
+  "establish_timeout",
+  "ping_timeout",
+  "access_denied",
+  "replaced",
+  "peer_closed",
+  "connection_lost",
+  "shutdown",
+  "other",
+] as const;
+
+/** A `relayserver_disconnects_by_reason_total` label. */
+export type DisconnectReason = typeof DISCONNECT_REASONS[number];
+
+/**
+ * The label of a close reason (the free text clients close with, which
+ * also goes to debug logs): a small fixed set, so a peer cannot grow the
+ * label space.
+ */
+export function disconnectReason(reason: string): DisconnectReason {
+  if (reason.startsWith("control queue full")) return "control_queue_full";
+  if (/exceeds|too large|too long/i.test(reason)) return "frame_too_large";
+  if (reason.startsWith("write timeout")) return "write_timeout";
+  if (reason.startsWith("write failed")) return "write_failed";
+  if (reason.startsWith("handshake")) return "handshake_failed";
+  if (/protocol error|invalid key|too many unprocessed/.test(reason)) return "protocol_error";
+  if (reason.startsWith("establish timeout")) return "establish_timeout";
+  if (reason.startsWith("ping timeout")) return "ping_timeout";
+  if (/access (denied|revoked)/.test(reason)) return "access_denied";
+  if (/^replaced|another relay instance/.test(reason)) return "replaced";
+  if (/closed by peer|^connection ended/.test(reason)) return "peer_closed";
+  if (/^connection lost|^read failed/.test(reason)) return "connection_lost";
+  if (/shutting down/.test(reason)) return "shutdown";
+  return "other";
+}
+
 /** The relay's counters and gauges. */
 export class RelayMetrics {
   /** Counter values, incremented directly on the hot path. */
   readonly c: RelayCounters = zeroCounts(COUNTERS);
+  /** Closed relay connections (registered or not) by {@link DisconnectReason}. */
+  readonly disconnectsByReason: Record<DisconnectReason, number> = Object.fromEntries(
+    DISCONNECT_REASONS.map((r) => [r, 0]),
+  ) as Record<DisconnectReason, number>;
   #gauges: Gauge[] = [];
   #families: Family[] = [];
+
+  /** Counts a closed relay connection under its reason label. */
+  countDisconnect(reason: string): void {
+    this.disconnectsByReason[disconnectReason(reason)]++;
+  }
 
   /** Adds a gauge read at scrape time. */
   addGauge(g: Gauge): void {
@@ -66,6 +118,10 @@ export class RelayMetrics {
 
   /** OpenMetrics text of everything, without the final `# EOF`. */
   render(prefix = "relayserver"): string {
-    return renderMetrics(prefix, COUNTERS, this.c, this.#gauges) + renderFamilies(this.#families);
+    let out = renderMetrics(prefix, COUNTERS, this.c, this.#gauges);
+    const full = `${prefix}_disconnects_by_reason`;
+    out += `# HELP ${full} Relay connections closed, by reason.\n# TYPE ${full} counter\n`;
+    for (const r of DISCONNECT_REASONS) out += `${full}_total{reason="${r}"} ${this.disconnectsByReason[r]}\n`;
+    return out + renderFamilies(this.#families);
   }
 }

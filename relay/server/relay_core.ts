@@ -332,6 +332,7 @@ export class RelayCore {
   /** Called once by a client when it closes. */
   closed(c: Client, wasRegistered: boolean, reason: string): void {
     this.#watched.delete(c);
+    this.metrics.countDisconnect(reason);
     if (wasRegistered) {
       this.#perGen[c.gen.name]--;
       this.metrics.c.disconnects++;

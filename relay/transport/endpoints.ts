@@ -40,14 +40,47 @@ export function generate204(head: RequestHead): HttpResponse {
   return { status: 204, headers };
 }
 
-/** What `/healthz` reports. */
+/**
+ * What `/healthz` reports. The public relay port shows only `status` and
+ * `version`; the rest (git revision, service states: IMAP mode, login mode,
+ * bind addresses, session counts) only on the metrics port's `/healthz`,
+ * since they help an attacker more than a client.
+ */
 export interface HealthInfo {
   /** Our version string. */
   version: string;
-  /** Git revision, or "unknown". */
+  /** Git revision, or "unknown" (metrics port only). */
   gitHash: string;
-  /** Extra service states merged into the JSON (e.g. `imap`). */
+  /** Extra service states merged into the detailed JSON (metrics port only). */
   services?: () => Record<string, unknown>;
+  /** False while the service cannot serve (answered as 503 `unhealthy`); default healthy. */
+  healthy?: () => boolean;
+}
+
+/** The public `/healthz`: `{"status":"ok"|"unhealthy","version":…}`, 200 or 503. */
+export function publicHealth(health: HealthInfo): HttpResponse {
+  const ok = health.healthy?.() ?? true;
+  return {
+    status: ok ? 200 : 503,
+    headers: [["Content-Type", "application/json"]],
+    body: JSON.stringify({ status: ok ? "ok" : "unhealthy", version: health.version }),
+  };
+}
+
+/** The metrics port's `/healthz`: status, version, git revision and every service's state. */
+export function detailedHealth(health: HealthInfo, extra: Record<string, unknown> = {}): HttpResponse {
+  const ok = health.healthy?.() ?? true;
+  return {
+    status: ok ? 200 : 503,
+    headers: [["Content-Type", "application/json"]],
+    body: JSON.stringify({
+      status: ok ? "ok" : "unhealthy",
+      version: health.version,
+      git_hash: health.gitHash,
+      ...extra,
+      ...health.services?.(),
+    }),
+  };
 }
 
 /**
@@ -80,16 +113,7 @@ function route(head: RequestHead, health: HealthInfo): HttpResponse {
     case "/generate_204":
       return generate204(head);
     case "/healthz":
-      return {
-        status: 200,
-        headers: [["Content-Type", "application/json"]],
-        body: JSON.stringify({
-          status: "ok",
-          version: health.version,
-          git_hash: health.gitHash,
-          ...health.services?.(),
-        }),
-      };
+      return publicHealth(health);
     default:
       return notFound();
   }

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { captivePortalEndpoint, generate204, notFound, relayEndpoint, SECURITY_HEADERS } from "./endpoints.ts";
+import {
+  captivePortalEndpoint,
+  detailedHealth,
+  generate204,
+  notFound,
+  relayEndpoint,
+  SECURITY_HEADERS,
+} from "./endpoints.ts";
 import type { HttpResponse, RequestHead } from "./http1.ts";
 
 const HEALTH = { version: "1.2.3", gitHash: "abc" };
@@ -37,7 +44,30 @@ Deno.test("relayEndpoint() serves /robots.txt, /ping and /healthz", () => {
   const health = relayEndpoint(get("/healthz"), HEALTH);
   assert.equal(health.status, 200);
   assert.equal(headerOf(health, "content-type"), "application/json");
-  assert.deepEqual(JSON.parse(String(health.body)), { status: "ok", version: "1.2.3", git_hash: "abc" });
+  assert.deepEqual(JSON.parse(String(health.body)), { status: "ok", version: "1.2.3" });
+});
+
+Deno.test("relayEndpoint() /healthz shows no service details; detailedHealth() (metrics port) does", () => {
+  const info = {
+    version: "1.2.3",
+    gitHash: "abc",
+    services: () => ({ imap: { mode: "standalone", login: "any", plain: "[::]:143", sessions: 3 } }),
+  };
+  const pub = relayEndpoint(get("/healthz"), info);
+  assert.deepEqual(JSON.parse(String(pub.body)), { status: "ok", version: "1.2.3" });
+  assert.doesNotMatch(String(pub.body), /standalone|143|sessions|abc/);
+  const sick = relayEndpoint(get("/healthz"), { ...info, healthy: () => false });
+  assert.equal(sick.status, 503);
+  assert.deepEqual(JSON.parse(String(sick.body)), { status: "unhealthy", version: "1.2.3" });
+  const detail = detailedHealth(info, { relay: { clients: 2 } });
+  assert.equal(detail.status, 200);
+  assert.deepEqual(JSON.parse(String(detail.body)), {
+    status: "ok",
+    version: "1.2.3",
+    git_hash: "abc",
+    relay: { clients: 2 },
+    imap: { mode: "standalone", login: "any", plain: "[::]:143", sessions: 3 },
+  });
 });
 
 Deno.test("relayEndpoint() answers HEAD like GET (the transport leaves the body out)", () => {

@@ -127,10 +127,26 @@ export function wantsClose(head: RequestHead): boolean {
   return /\bclose\b/.test(c);
 }
 
-/** Body length announced by the request: 0 if none; throws on chunked or bad values. */
+/**
+ * Body length announced by the request: 0 if none. Refuses what two parsers
+ * could read differently (request smuggling behind a proxy): a repeated
+ * `Content-Length` (even with equal values) or one together with
+ * `Transfer-Encoding` is a 400; `Transfer-Encoding` alone a 501 (we take no
+ * chunked bodies). The listener answers and closes in every case.
+ * @throws {HttpError}
+ */
 export function requestBodyLength(head: RequestHead): number {
-  if (header(head, "transfer-encoding") !== undefined) throw new HttpError(501, "Request bodies are not supported");
-  const cl = header(head, "content-length");
+  let cl: string | undefined;
+  let te = false;
+  for (const [k, v] of head.headers) {
+    if (k === "transfer-encoding") te = true;
+    else if (k === "content-length") {
+      if (cl !== undefined) throw new HttpError(400, "Repeated Content-Length");
+      cl = v;
+    }
+  }
+  if (te && cl !== undefined) throw new HttpError(400, "Transfer-Encoding together with Content-Length");
+  if (te) throw new HttpError(501, "Request bodies are not supported");
   if (cl === undefined) return 0;
   if (!/^\d{1,9}$/.test(cl)) throw new HttpError(400, "Malformed Content-Length");
   return Number(cl);

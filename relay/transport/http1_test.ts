@@ -140,6 +140,23 @@ Deno.test("requestBodyLength() reads Content-Length and refuses chunked or malfo
   assertHttpError(() => requestBodyLength(parse("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").head), 501);
 });
 
+Deno.test("requestBodyLength() refuses repeated or conflicting Content-Length and TE with CL (smuggling)", () => {
+  const cases = [
+    "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\n",
+    "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+    "POST / HTTP/1.1\r\ncontent-length: 3\r\nCONTENT-LENGTH: 3\r\n\r\n",
+    "POST / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n",
+    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+    "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: identity\r\n\r\n",
+  ];
+  for (const c of cases) assertHttpError(() => requestBodyLength(parse(c).head), 400);
+  assertHttpError(
+    () => requestBodyLength(parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").head),
+    501,
+    /not supported/,
+  );
+});
+
 Deno.test("isRelayPath() accepts /relay and the legacy /derp only", () => {
   assert.equal(isRelayPath("/relay"), true);
   assert.equal(isRelayPath("/derp"), true);

@@ -15,9 +15,18 @@
  *   {@link Client}; the read loop waits when the client asks it to (rate
  *   limit, handshake verification), which is how backpressure reaches TCP;
  * - writes go through {@link StreamSender}: one buffer per batch, one write
- *   call per batch, serialized.
+ *   call per batch, serialized. WebSocket control replies (pongs, close)
+ *   waiting to be written are capped ({@link MAX_CONTROL_QUEUE_BYTES},
+ *   {@link MAX_CONTROL_QUEUE_FRAMES}): a peer that sends pings without
+ *   reading is disconnected (`control_queue_full`) instead of growing memory.
+ *
+ * Connections arrive through an {@link Acceptor} (`admission/`): per-source
+ * and global limits were applied before we see them; the slot is released
+ * when the connection is finished. The metrics listener runs on this same
+ * code (role `metrics`), so it gets the same head timeout and size limits.
  */
 
+import type { AcceptedConn, Acceptor } from "../../admission/mod.ts";
 import { DERP_HEADER_LEN, DerpFrameReader } from "../proto/codec_derp.ts";
 import { type Client, type FrameSender } from "../server/client.ts";
 import { captivePortalEndpoint, type HealthInfo, relayEndpoint, SECURITY_HEADERS } from "./endpoints.ts";
@@ -65,14 +74,19 @@ export interface ByteConn {
 }
 
 /** What a listener serves. */
-export type ListenerRole = "relay" | "captive-portal";
+export type ListenerRole = "relay" | "captive-portal" | "metrics";
 
 /** Shared context of a listener. */
 export interface TransportContext {
   /** The relay core. */
   core: RelayCore;
-  /** `relay`: everything; `captive-portal`: only `/generate_204` (plain port beside TLS). */
+  /**
+   * `relay`: everything; `captive-portal`: only `/generate_204` (plain port
+   * beside TLS); `metrics`: only {@link TransportContext.endpoint}.
+   */
   role: ListenerRole;
+  /** Answers plain requests on a `metrics` listener. */
+  endpoint?: (head: RequestHead) => HttpResponse;
   /** What `/healthz` reports. */
   health: HealthInfo;
   /** `[limits] accept_conn_limit/burst`: new connections per second. */
@@ -81,16 +95,56 @@ export interface TransportContext {
   routes?: readonly HttpRoute[];
   /** Scheme the listener is reached by, for the URLs routes see. */
   scheme?: "http" | "https";
+  /** Allowance of large read buffers shared by the process's relay connections. */
+  readBudget?: ReadBudget;
 }
 
 /** Smallest read buffer, bytes: idle connections hold only this much. */
 const READ_MIN = 2 * 1024;
 /** Largest read buffer, bytes. */
 const READ_MAX = 256 * 1024;
+/**
+ * Bytes of read buffer above {@link READ_MIN}, summed over all upgraded
+ * connections of a process. A buffer grows after full reads (a busy peer)
+ * and shrinks only after quiet reads, so a peer that bursts and then goes
+ * silent keeps a large buffer while its read is pending; this budget bounds
+ * what all such peers together can hold (they then read in smaller pieces).
+ */
+export const READ_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/** The shared allowance of large read buffers (see {@link READ_BUDGET_BYTES}). */
+export class ReadBudget {
+  #left: number;
+  /** @param bytes total allowance */
+  constructor(bytes: number = READ_BUDGET_BYTES) {
+    this.#left = bytes;
+  }
+  /** Takes `n` bytes if available. */
+  take(n: number): boolean {
+    if (n > this.#left) return false;
+    this.#left -= n;
+    return true;
+  }
+  /** Gives `n` bytes back. */
+  give(n: number): void {
+    this.#left += n;
+  }
+  /** Bytes still available. */
+  get left(): number {
+    return this.#left;
+  }
+}
+
+/** Used when the context brings none (tests, the edge). */
+const defaultReadBudget = new ReadBudget();
 /** Largest WebSocket message (1.x `MAX_FRAME_SIZE`), bytes. */
 const WS_MAX_MESSAGE = 1024 * 1024;
 /** Largest request body skipped on a plain endpoint, bytes. */
 const MAX_SKIPPED_BODY = 64 * 1024;
+/** WebSocket control frames (pong, close) waiting to be written, bytes, before the peer is disconnected. */
+export const MAX_CONTROL_QUEUE_BYTES = 64 * 1024;
+/** WebSocket control frames waiting to be written, count, before the peer is disconnected. */
+export const MAX_CONTROL_QUEUE_FRAMES = 64;
 
 /** Writes all of `data`. */
 export async function writeAll(conn: ByteConn, data: Uint8Array): Promise<void> {
@@ -110,7 +164,7 @@ function closeQuietly(conn: ByteConn): void {
  * Accepts connections from `listener` until it closes.
  * @returns when the listener is closed
  */
-export async function serveListener(listener: Deno.Listener, ctx: TransportContext): Promise<void> {
+export async function serveListener(listener: Acceptor, ctx: TransportContext): Promise<void> {
   const limit = ctx.acceptLimit;
   const bucket = limit ? new ByteBucket(limit.perSecond, limit.burst, ctx.core.now()) : null;
   for (;;) {
@@ -120,9 +174,9 @@ export async function serveListener(listener: Deno.Listener, ctx: TransportConte
       if (wait > 0) await ctx.core.sleep(wait);
       bucket.take(1, ctx.core.now());
     }
-    let conn: Deno.Conn;
+    let admitted;
     try {
-      conn = await listener.accept();
+      admitted = await listener.accept();
     } catch (e) {
       if (e instanceof Deno.errors.BadResource || e instanceof Deno.errors.Interrupted) return;
       // Out of descriptors can be caused from outside (a connection flood): limited.
@@ -132,13 +186,15 @@ export async function serveListener(listener: Deno.Listener, ctx: TransportConte
       await new Promise((r) => setTimeout(r, 100));
       continue;
     }
+    const { conn, remote, ticket } = admitted;
     try {
-      (conn as Deno.TcpConn).setNoDelay?.(true);
+      (conn as AcceptedConn & { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
     } catch {
       // not TCP (tests) or already gone
     }
-    const remote = conn.remoteAddr.transport === "tcp" ? `${conn.remoteAddr.hostname}:${conn.remoteAddr.port}` : "?";
-    handleConnection(conn, remote, ctx).catch((e) => ctx.core.log.error(`connection handler: ${e}`));
+    handleConnection(conn, remote, ctx)
+      .catch((e) => ctx.core.log.error(`connection handler: ${e}`))
+      .finally(() => ticket.release());
   }
 }
 
@@ -149,7 +205,10 @@ export async function serveListener(listener: Deno.Listener, ctx: TransportConte
  */
 export async function handleConnection(conn: ByteConn, remote: string, ctx: TransportContext): Promise<void> {
   const core = ctx.core;
-  const m = core.metrics.c;
+  // Metrics-port connections (scrapes) are not relay-port connections: keep them out of those counters.
+  const m = ctx.role === "metrics"
+    ? { httpConnections: 0, httpConnectionsErrored: 0, httpConnectionsClosed: 0 }
+    : core.metrics.c;
   m.httpConnections++;
   const acceptedAt = core.now();
   let timedOut = false;
@@ -197,7 +256,7 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
         await upgrade(conn, head, buf.slice(length, len), remote, acceptedAt, ctx);
         return;
       }
-      const route = ctx.routes ? findRoute(ctx.routes, head.path, ctx.role) : undefined;
+      const route = ctx.routes && ctx.role !== "metrics" ? findRoute(ctx.routes, head.path, ctx.role) : undefined;
       let bodyLen: number;
       try {
         bodyLen = requestBodyLength(head);
@@ -232,7 +291,11 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
         watch.deadline = core.now() + core.opts.establishTimeoutMs;
         continue;
       }
-      const res = ctx.role === "relay" ? relayEndpoint(head, ctx.health) : captivePortalEndpoint(head);
+      const res = ctx.role === "relay"
+        ? relayEndpoint(head, ctx.health)
+        : ctx.role === "metrics" && ctx.endpoint
+        ? ctx.endpoint(head)
+        : captivePortalEndpoint(head);
       const close = wantsClose(head);
       await writeAll(conn, serializeResponse(res, { close, headOnly: head.method === "HEAD" }));
       if (close) return;
@@ -361,11 +424,17 @@ async function upgrade(
   if (core.log.debugEnabled) {
     core.log.debug(`${remote}: upgraded to ${gen.name} ${up.kind} (${header(head, "user-agent") ?? "no user agent"})`);
   }
-  await readLoop(conn, client, sender, early);
+  await readLoop(conn, client, sender, early, ctx.readBudget ?? defaultReadBudget);
 }
 
 /** Cuts frames from socket bytes and feeds them to the client until either side ends. */
-async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, early: Uint8Array): Promise<void> {
+async function readLoop(
+  conn: ByteConn,
+  client: Client,
+  sender: StreamSender,
+  early: Uint8Array,
+  budget: ReadBudget,
+): Promise<void> {
   const feed = sender.framing === DERP_STREAM ? derpFeeder(client) : wsFeeder(client, sender);
   let buf = new Uint8Array(READ_MIN);
   let quiet = 0;
@@ -381,11 +450,12 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
       const full = n === buf.length;
       waiting = feed(buf.subarray(0, n));
       if (waiting) await waiting;
-      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 256 KiB at once.
+      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 256 KiB at once (within the budget).
       if (full && buf.length < READ_MAX) {
-        buf = new Uint8Array(buf.length * 2);
+        if (budget.take(buf.length)) buf = new Uint8Array(buf.length * 2);
         quiet = 0;
       } else if (n < buf.length >>> 3 && buf.length > READ_MIN && ++quiet >= 64) {
+        budget.give(buf.length >>> 1);
         buf = new Uint8Array(buf.length >>> 1);
         quiet = 0;
       }
@@ -400,6 +470,7 @@ async function readLoop(conn: ByteConn, client: Client, sender: StreamSender, ea
       client.close(isConnectionGone(e) ? "connection lost" : `read failed: ${(e as Error).message}`);
     }
   } finally {
+    budget.give(buf.length - READ_MIN);
     client.close("connection ended");
   }
 }
@@ -458,7 +529,10 @@ function wsFeeder(client: Client, sender: StreamSender): Feeder {
           // Text messages carry nothing in either generation: skip them.
           continue;
         case WsOpcode.Ping:
-          sender.sendControl(WsOpcode.Pong, buf.slice(start, end));
+          if (!sender.sendControl(WsOpcode.Pong, buf.slice(start, end))) {
+            client.close("control queue full: pings arrive faster than the peer reads the pongs");
+            return;
+          }
           continue;
         case WsOpcode.Pong:
           continue;
@@ -488,6 +562,9 @@ export class StreamSender implements FrameSender {
   readonly #conn: ByteConn;
   #tail: Promise<void> | null = null;
   #closed = false;
+  /** Control frames queued and not yet written (count, bytes). */
+  #controlFrames = 0;
+  #controlBytes = 0;
 
   /** @param conn socket; @param framing derp stream or WebSocket */
   constructor(conn: ByteConn, framing: Framing) {
@@ -513,11 +590,26 @@ export class StreamSender implements FrameSender {
     return p;
   }
 
-  /** Sends a WebSocket control frame (pong, close) in order with data. Errors are ignored. */
-  sendControl(opcode: number, payload: Uint8Array): void {
-    const frame = new Uint8Array(wsHeaderLen(payload.length) + payload.length);
+  /**
+   * Queues a WebSocket control frame (pong, close) in order with data.
+   * Write errors are ignored (the read side sees the connection end).
+   * @returns false, queuing nothing, when {@link MAX_CONTROL_QUEUE_FRAMES} or
+   *   {@link MAX_CONTROL_QUEUE_BYTES} would be exceeded: the caller disconnects
+   */
+  sendControl(opcode: number, payload: Uint8Array): boolean {
+    const size = wsHeaderLen(payload.length) + payload.length;
+    if (this.#controlFrames >= MAX_CONTROL_QUEUE_FRAMES || this.#controlBytes + size > MAX_CONTROL_QUEUE_BYTES) {
+      return false;
+    }
+    const frame = new Uint8Array(size);
     frame.set(payload, writeWsHeader(frame, 0, opcode, payload.length));
-    this.#write(frame).catch(() => {});
+    this.#controlFrames++;
+    this.#controlBytes += size;
+    this.#write(frame).catch(() => {}).finally(() => {
+      this.#controlFrames--;
+      this.#controlBytes -= size;
+    });
+    return true;
   }
 
   /** Sends a close frame (best effort, bounded to 1 s), for protocol errors and peer closes. */
