@@ -491,3 +491,41 @@ export async function slowLongLine(
   s.destroy();
   return report({ t0, connections: 1, closedByServer: closed ? 1 : 0, bytesSent: sent });
 }
+
+/**
+ * Handshakes that each make the relay ask its access service (`access.http`):
+ * `n` derp clients with fresh keys (a valid signed ClientInfo each), opened
+ * `concurrency` at a time from `sources` addresses and held until the
+ * server closes them or the bound. `onHeld` runs once all were sent.
+ */
+export async function accessCheckStorm(
+  port: number,
+  b: Bounds & { n: number; sources?: number; concurrency?: number; onHeld?: () => Promise<void> },
+): Promise<AttackReport> {
+  const t0 = performance.now();
+  const { sockets, failed } = await connectMany(port, b.n, attackerSources(b.sources ?? 5), {
+    concurrency: b.concurrency ?? 50,
+    deadline: Date.now() + b.durationMs,
+  });
+  let upgraded = 0;
+  let next = 0;
+  await Promise.all(Array.from({ length: b.concurrency ?? 50 }, async () => {
+    while (next < sockets.length && !over(b, t0)) {
+      const s = sockets[next++]!;
+      if (await upgrade(s, "derp", 3000).catch(() => false)) {
+        upgraded++;
+        await s.write(derpFrame(DERP.clientInfo, clientInfoPayload(newIdentity().secret)));
+      }
+    }
+  }));
+  await b.onHeld?.();
+  const closed = closedByServer(sockets);
+  destroyAll(sockets);
+  return report({
+    t0,
+    connections: sockets.length,
+    connectFailures: failed,
+    closedByServer: closed,
+    notes: { upgraded },
+  });
+}

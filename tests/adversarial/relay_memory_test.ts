@@ -79,10 +79,13 @@ Deno.test(
 // arrived). Announcing 1 MiB and sending 16 bytes, each held connection may
 // cost a few KiB plus a read buffer: 2,000 × 64 KiB = 125 MiB is the most a
 // sane reader needs; the unfixed relay reserved the full 1 MiB each
-// (2,000 × 1 MiB ≈ 2 GiB). Cap 200 MiB. Bounded at 25 s.
+// (2,000 × 1 MiB ≈ 2 GiB). Cap 200 MiB. Three waves: the first two are
+// opened and closed, so the allocator's threshold has moved and the third
+// wave's buffers come zeroed (resident) from its heap, as in the finding
+// (RSS stayed flat for the first wave there too). Bounded at 25 s per wave.
 const CONNS = 2000;
 const ANNOUNCE_CAP_MIB = 200;
-for (const kind of ["derp", "ws64", "ws16"] as const) {
+for (const kind of ["derp", "ws64"] as const) {
   Deno.test(
     `adversarial: ${CONNS} connections whose ${kind} frame header announces 1 MiB and sends 16 B: RSS +<${ANNOUNCE_CAP_MIB} MiB, /ping <${PING_BOUND_MS} ms`,
     async () => {
@@ -96,6 +99,7 @@ for (const kind of ["derp", "ws64", "ws16"] as const) {
               sources: 10,
               durationMs: 25_000,
               holdMs: 2000,
+              waves: 3,
               signal,
             }),
         );
