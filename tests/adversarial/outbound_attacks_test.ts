@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { accessCheckStorm, replayClientInfo } from "./attacks.ts";
 import { FakeAccessServer, FlakyRedis, type RedisMisbehaviour } from "./support/fakes.ts";
-import { metricValue, pingMs, pollUntil, Service, serviceToml, sleepUnless } from "./support/service.ts";
+import { pingMs, pollUntil, Service, serviceToml, sleepUnless } from "./support/service.ts";
 import { describe, watchAttack } from "./support/watch.ts";
 
 // Redis that accepts and then drops (or refuses with maxclients): the

@@ -149,6 +149,11 @@ export class FlakyRedis {
     for (const c of this.#conns) quietClose(c);
   }
 
+  /** Back to normal: new connections are held and answered again. */
+  behave(): void {
+    this.#mode = null;
+  }
+
   close(): void {
     try {
       this.#l.close();
