@@ -45,6 +45,37 @@ for (const mode of ["drop", "maxclients"] as RedisMisbehaviour[]) {
   });
 }
 
+// A Redis reply no client asked for: an array of 60 bulk strings of 8 MiB
+// (the finding: RSS to 1 GB, the RESP reader's buffer had no cap). With
+// replies capped (1 MiB by default) the mesh drops the link once the cap is
+// passed. Bound: RSS +<100 MiB while we stream up to 480 MiB, and the
+// service hangs up on us (a write fails) within 20 s.
+Deno.test("adversarial: mesh Redis streaming a 60 × 8 MiB reply: link dropped, RSS +<100 MiB", async () => {
+  const redis = new FlakyRedis();
+  const svc = await Service.start(serviceToml({
+    tail: `[mesh]\nbackend = "redis"\nredis_url = "redis://127.0.0.1:${redis.port}"\n`,
+  }));
+  try {
+    const w = await watchAttack(
+      svc,
+      { abortAtMiB: 100, pingPort: svc.ports.relay!, pingBoundMs: 1000 },
+      async (signal) => {
+        redis.misbehave("huge");
+        await pollUntil(() => signal.aborted || redis.hugeRefused >= 1, 20_000);
+        redis.behave();
+        return { sent: redis.hugeBytesSent, refused: redis.hugeRefused };
+      },
+    );
+    console.log(describe(w));
+    assert.ok(w.growthMiB < 100, `RSS grew by ${w.growthMiB.toFixed(0)} MiB`);
+    assert.ok(w.result.refused >= 1, "the service dropped the link carrying the huge reply");
+    assert.deepEqual(w.ping!.failures, []);
+  } finally {
+    await svc.stop();
+    redis.close();
+  }
+});
+
 function accessToml(url: string): string {
   return serviceToml({ top: `access.http = { url = "${url}" }` });
 }

@@ -86,8 +86,13 @@ export class SilentUpstream {
   }
 }
 
-/** How {@link FlakyRedis} misbehaves once flipped. */
-export type RedisMisbehaviour = "drop" | "maxclients";
+/**
+ * How {@link FlakyRedis} misbehaves once flipped: `drop` every new
+ * connection right after accepting it, refuse it with `maxclients`, or
+ * (`huge`) send every held connection an array of 60 bulk strings of 8 MiB
+ * each, unasked, streamed until the client hangs up.
+ */
+export type RedisMisbehaviour = "drop" | "maxclients" | "huge";
 
 /**
  * A Redis stand-in. Until {@link FlakyRedis.misbehave} it accepts and holds
@@ -116,7 +121,9 @@ export class FlakyRedis {
           continue;
         }
         this.acceptsSinceFlip++;
-        if (this.#mode === "maxclients") {
+        if (this.#mode === "huge") {
+          this.#hold(c);
+        } else if (this.#mode === "maxclients") {
           c.write(enc.encode("-ERR max number of clients reached\r\n")).catch(() => 0).finally(() => quietClose(c));
         } else {
           quietClose(c);
@@ -142,11 +149,38 @@ export class FlakyRedis {
     }
   }
 
-  /** From now on: close the held connections, drop or refuse every new one. */
+  /** Bytes of the huge reply written so far (`huge`). */
+  hugeBytesSent = 0;
+  /** Held connections the client closed while we streamed the huge reply. */
+  hugeRefused = 0;
+
+  /** From now on: close the held connections, drop or refuse every new one; or stream them a huge reply. */
   misbehave(mode: RedisMisbehaviour): void {
     this.#mode = mode;
     this.acceptsSinceFlip = 0;
+    if (mode === "huge") {
+      for (const c of this.#conns) this.#streamHuge(c);
+      return;
+    }
     for (const c of this.#conns) quietClose(c);
+  }
+
+  async #streamHuge(c: Deno.Conn): Promise<void> {
+    const bulk = 8 << 20;
+    const chunk = new Uint8Array(256 * 1024).fill(0x62);
+    try {
+      await writeAll(c, enc.encode("*60\r\n"));
+      for (let i = 0; i < 60 && this.#mode === "huge"; i++) {
+        await writeAll(c, enc.encode(`$${bulk}\r\n`));
+        for (let left = bulk; left > 0 && this.#mode === "huge"; left -= chunk.length) {
+          await writeAll(c, chunk.subarray(0, Math.min(left, chunk.length)));
+          this.hugeBytesSent += Math.min(left, chunk.length);
+        }
+        await writeAll(c, enc.encode("\r\n"));
+      }
+    } catch {
+      this.hugeRefused++;
+    }
   }
 
   /** Back to normal: new connections are held and answered again. */
