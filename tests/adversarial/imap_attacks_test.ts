@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { idleConnections, imapListStars, passwordGuessing, proxyPipelineFlood, slowLongLine } from "./attacks.ts";
 import { SilentUpstream } from "./support/fakes.ts";
+import { attackerSources, AttackSocket } from "./support/sock.ts";
 import { imapLogin, metricValue, Service, serviceToml, sleepUnless } from "./support/service.ts";
 import { describe, watchAttack } from "./support/watch.ts";
 
@@ -209,5 +210,51 @@ Deno.test("adversarial: trickling the end of a 59 KB IMAP line costs <2.5× the 
     console.log(`trickle after 100 B: ${short.ms} ms CPU; after 59,000 B: ${long.ms} ms CPU`);
     assert.ok(!long.closed && long.sent === 20 * 60_000, "the server took every byte of the long lines");
     assert.ok(long.ms < 2.5 * short.ms + 100, `long ${long.ms} ms vs short ${short.ms} ms`);
+  });
+});
+
+// User enumeration by timing: a wrong password for an existing user ran
+// PBKDF2 (2.11-2.18 s with the failed-login delay) while an unknown user
+// answered at once (2.00 s). With the delay off to expose the check itself,
+// and each attempt from its own source (so per-source back-off treats both
+// alike), the median unknown-user failure must take at least 60% of the
+// median known-user failure (a dummy hash makes them equal; the unfixed
+// service answers unknown users ~100× faster).
+Deno.test("adversarial: failed logins take as long for an unknown user as for a known one (no timing enumeration)", async () => {
+  const hashed = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "hash-password"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const w = hashed.stdin.getWriter();
+  await w.write(new TextEncoder().encode("correct horse\n"));
+  await w.close();
+  const hash = new TextDecoder().decode((await hashed.output()).stdout).trim();
+  const toml = serviceToml({
+    imap: true,
+    imapExtra: `login = "users"\n[imap.users]\n"alice@example.org" = "${hash}"`,
+    imapLimits: "failed_login_delay_secs = 0",
+  });
+  await withService(toml, async (svc) => {
+    const sources = attackerSources(24);
+    const known: number[] = [];
+    const unknown: number[] = [];
+    for (let i = 0; i < 24; i++) {
+      const user = i % 2 === 0 ? "alice@example.org" : "mallory@example.org";
+      const s = await AttackSocket.connect(svc.ports.imap!, sources[i]!);
+      await s.readUntil((x) => x.includes(10), 5000);
+      const before = s.received.length;
+      const t0 = performance.now();
+      await s.write(`t LOGIN "${user}" "wrong password"\r\n`);
+      await s.readUntil((x) => /(^|\n)t [^\r]*\r\n/.test(new TextDecoder().decode(x.subarray(before))), 10_000);
+      (i % 2 === 0 ? known : unknown).push(performance.now() - t0);
+      s.destroy();
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    console.log(
+      `known user: median ${median(known).toFixed(1)} ms; unknown user: median ${median(unknown).toFixed(1)} ms`,
+    );
+    assert.ok(median(unknown) >= 0.6 * median(known), "unknown users fail measurably faster");
   });
 });
