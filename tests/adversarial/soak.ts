@@ -1,5 +1,6 @@
 /**
- * `deno task soak [--minutes N]` (default 10; not in CI): the real service
+ * `deno task soak [--minutes N] [--only word,word]` (default 10 minutes,
+ * every attack; not in CI): the real service
  * under legitimate traffic while every attack of `attacks.ts` runs in
  * rotation.
  *
@@ -40,6 +41,9 @@ const args = Deno.args;
 const minutesArg = args.indexOf("--minutes");
 const MINUTES = minutesArg >= 0 ? Number(args[minutesArg + 1]) : 10;
 if (!(MINUTES > 0)) throw new Error("--minutes needs a positive number");
+const onlyArg = args.indexOf("--only");
+/** `--only word,word`: run only the attacks whose names contain one of the words. */
+const ONLY = onlyArg >= 0 ? args[onlyArg + 1]!.toLowerCase().split(",") : null;
 const TOTAL_MS = MINUTES * 60_000;
 /** Longest an attack runs, ms. */
 const ATTACK_MS = Math.min(30_000, Math.max(8_000, TOTAL_MS / 24));
@@ -213,6 +217,9 @@ const attacks: Attack[] = [
   }],
 ];
 
+const rotation = ONLY ? attacks.filter(([name]) => ONLY.some((w) => name.toLowerCase().includes(w))) : attacks;
+if (rotation.length === 0) throw new Error(`--only ${ONLY}: no attack matches`);
+
 const results: {
   attack: string;
   round: number;
@@ -226,7 +233,7 @@ let round = 0;
 outer:
 while (performance.now() - t0 < TOTAL_MS) {
   round++;
-  for (const [name, run] of attacks) {
+  for (const [name, run] of rotation) {
     if (performance.now() - t0 > TOTAL_MS - ATTACK_MS / 2) break outer;
     phase = name;
     const abort = new AbortController();
