@@ -17,7 +17,10 @@
  *   slot, when it drops every connection.
  *
  * Prints an RSS table (every 10 s), one line per attack, a summary and one
- * JSON line; exits 1 if any legitimate request failed or RSS did not settle.
+ * JSON line; exits 1 if any legitimate request failed, RSS did not settle
+ * within 20% of the start after an attack, or (with more than one round)
+ * a later round settled more than 20% above round 1's highest (a leak, as
+ * opposed to the allocator keeping its high-water mark).
  */
 
 import {
@@ -283,7 +286,14 @@ const exitMs = await svc.stop();
 redis.close();
 
 const unsettled = results.filter((r) => !r.settled);
-const ok = legit.relayFail === 0 && legit.imapFail === 0 && legit.pingFail === 0 && unsettled.length === 0;
+// Allocator high-water marks are not leaks: V8 and malloc keep memory they
+// once used. Drift compares each later round's settled RSS with the highest
+// settled RSS of round 1; a leak keeps growing round after round.
+const round1 = results.filter((r) => r.round === 1).map((r) => r.settledMiB);
+const plateauMiB = round1.length ? Math.max(...round1) : Math.round(startMiB);
+const drifting = results.filter((r) => r.round > 1 && r.settledMiB > plateauMiB * 1.2);
+const ok = legit.relayFail === 0 && legit.imapFail === 0 && legit.pingFail === 0 && unsettled.length === 0 &&
+  drifting.length === 0;
 console.log("\nsummary");
 console.log(
   `  duration ${((performance.now() - t0) / 60_000).toFixed(1)} min, ${round} round(s), ${results.length} attacks`,
@@ -294,13 +304,24 @@ console.log(
     (unsettled.length ? ` (not: ${unsettled.map((r) => r.attack).join(", ")})` : ""),
 );
 console.log(
+  `  drift: round-1 plateau ${plateauMiB} MiB; later rounds settled >20% above it: ${drifting.length}` +
+    (round > 1 ? "" : " (one round only: run longer to see drift)"),
+);
+console.log(
   `  legitimate: relay ${legit.relayOk} ok / ${legit.relayFail} failed; IMAP ${legit.imapOk} ok / ` +
     `${legit.imapFail} failed; /ping ${legit.pingOk} ok / ${legit.pingFail} failed`,
 );
 for (const f of legit.failures.slice(0, 10)) console.log(`    ${f}`);
 console.log(`  SIGTERM exit ${Math.round(exitMs)} ms; verdict ${ok ? "PASS" : "FAIL"}`);
 console.log(JSON.stringify({
-  soak: { minutes: MINUTES, attackMs: ATTACK_MS, startMiB: Math.round(startMiB), ok },
+  soak: {
+    minutes: MINUTES,
+    attackMs: ATTACK_MS,
+    startMiB: Math.round(startMiB),
+    plateauMiB,
+    drifting: drifting.length,
+    ok,
+  },
   legit: { ...legit, failures: legit.failures.length },
   attacks: results,
   rss: table,
