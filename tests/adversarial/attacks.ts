@@ -401,10 +401,15 @@ export async function smuggle(
 export async function tlsStall(
   port: number,
   mode: "silent" | "hello",
-  b: Bounds & { n: number; sources?: number; onHeld?: (sockets: AttackSocket[]) => Promise<void> },
+  b: Bounds & {
+    n: number;
+    sources?: number;
+    sourceOffset?: number;
+    onHeld?: (sockets: AttackSocket[]) => Promise<void>;
+  },
 ): Promise<AttackReport> {
   const t0 = performance.now();
-  const { sockets, failed } = await connectMany(port, b.n, attackerSources(b.sources ?? 2), {
+  const { sockets, failed } = await connectMany(port, b.n, attackerSources(b.sources ?? 4, b.sourceOffset), {
     concurrency: 50,
     deadline: Date.now() + b.durationMs,
   });

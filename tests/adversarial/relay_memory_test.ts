@@ -74,9 +74,9 @@ Deno.test(
   },
 );
 
-// 2,000 connections over 10 sources (200 each: under the per-source cap of
-// 256, so what protects us here is that buffers grow with bytes that
-// arrived). Announcing 1 MiB and sending 16 bytes, each held connection may
+// 2,000 connections over 40 sources (50 each: under the per-source cap of
+// 256 and the connect burst of 128, so what protects us here is that
+// buffers grow with bytes that arrived). Announcing 1 MiB and sending 16 bytes, each held connection may
 // cost a few KiB plus a read buffer: 2,000 × 64 KiB = 125 MiB is the most a
 // sane reader needs; the unfixed relay reserved the full 1 MiB each
 // (2,000 × 1 MiB ≈ 2 GiB). Cap 200 MiB. Three waves: the first two are
@@ -96,7 +96,7 @@ for (const kind of ["derp", "ws64"] as const) {
           (signal) =>
             announcedLengthFlood(svc.ports.relay!, kind, {
               connections: CONNS,
-              sources: 10,
+              sources: 40,
               durationMs: 25_000,
               holdMs: 2000,
               waves: 3,

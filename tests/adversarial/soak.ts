@@ -154,7 +154,7 @@ const attacks: Attack[] = [
     (signal) =>
       announcedLengthFlood(relay, "derp", {
         connections: 2000,
-        sources: 10,
+        sources: 40,
         durationMs: ATTACK_MS,
         holdMs: 2000,
         signal,
@@ -165,7 +165,7 @@ const attacks: Attack[] = [
     (signal) =>
       announcedLengthFlood(relay, "ws64", {
         connections: 2000,
-        sources: 10,
+        sources: 40,
         durationMs: ATTACK_MS,
         holdMs: 2000,
         signal,
@@ -198,6 +198,7 @@ const attacks: Attack[] = [
         onHeld: () => sleepUnless(ATTACK_MS / 2, signal),
       }),
       tlsStall(svc.ports.imaps!, "hello", {
+        sourceOffset: 4,
         n: 200,
         durationMs: ATTACK_MS,
         signal,

@@ -51,7 +51,7 @@ async function stallAndWatch(svc: Service, port: number, listener: "relay" | "im
   const held = new Promise<void>((r) => release = r);
   const silent = tlsStall(port, "silent", {
     n: 200,
-    sources: 2,
+    sources: 4,
     durationMs: 10_000,
     onHeld: (s) => {
       all.push(...s);
@@ -60,7 +60,8 @@ async function stallAndWatch(svc: Service, port: number, listener: "relay" | "im
   });
   const hello = tlsStall(port, "hello", {
     n: 200,
-    sources: 2,
+    sources: 4,
+    sourceOffset: 4,
     durationMs: 10_000,
     onHeld: async (s) => {
       all.push(...s);

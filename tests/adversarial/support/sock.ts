@@ -19,9 +19,16 @@ import net from "node:net";
 /** First attacker source address; legitimate probes use 127.0.0.1. */
 export const ATTACKER = "127.0.0.2";
 
-/** `n` distinct attacker source addresses, 127.0.0.2 upwards (for attacks spread over sources). */
-export function attackerSources(n: number): string[] {
-  return Array.from({ length: n }, (_, i) => `127.0.${Math.floor((i + 2) / 250)}.${(i + 2) % 250}`);
+/**
+ * `n` distinct attacker source addresses, 127.0.0.2 upwards (skipping the
+ * first `offset`), for attacks spread over sources so that each stays under
+ * the per-source caps and only the protection under test can stop it.
+ */
+export function attackerSources(n: number, offset = 0): string[] {
+  return Array.from({ length: n }, (_, i) => {
+    const k = i + offset + 2;
+    return `127.0.${Math.floor(k / 250)}.${k % 250}`;
+  });
 }
 
 /** Received bytes kept per socket (the rest is read and dropped). */
