@@ -166,6 +166,43 @@ Deno.test("adversarial: access.http redirect is not followed; the clients are re
   }
 });
 
+// SIGHUP (also the certificate reload signal) re-checked every connected
+// client at once (1,000 POSTs in flight) and, with the access service down,
+// disconnected all of them. Bound: 300 admitted clients, the service then
+// hangs (down behind a proxy that holds requests), SIGHUP: every client is
+// still connected 7 s later (past the 5 s check timeout), and at most 64
+// re-checks are in flight at once.
+Deno.test("adversarial: SIGHUP while access.http is down keeps 300 connected clients; ≤64 re-checks in flight", async () => {
+  const access = new FakeAccessServer("allow");
+  const svc = await Service.start(accessToml(access.url));
+  try {
+    const r = await accessCheckStorm(svc.ports.relay!, {
+      n: 300,
+      sources: 5,
+      durationMs: 30_000,
+      onHeld: async () => {
+        assert.ok(
+          await pollUntil(async () => await svc.metric("relayserver_accepts_total") >= 300, 10_000),
+          "admitted",
+        );
+        // Down the slow way: requests hang until the relay's own timeout (5 s).
+        access.mode = "slow";
+        access.resetCounts();
+        const mark = svc.log.length;
+        svc.child.kill("SIGHUP");
+        await svc.waitFor(/SIGHUP/, mark);
+        await sleepUnless(7000);
+      },
+    });
+    console.log(`attack ${JSON.stringify(r)}; re-checks ${access.requests}, peak in flight ${access.peakInFlight}`);
+    assert.equal(r.closedByServer, 0, "clients disconnected because the access service was down during SIGHUP");
+    assert.ok(access.peakInFlight <= 64, `${access.peakInFlight} re-checks in flight at once`);
+  } finally {
+    await svc.stop();
+    await access.close();
+  }
+});
+
 // One ClientInfo signed once and replayed on 600 new connections: the
 // unfixed relay logged one INFO "replaced by" line per connection (1,870/s
 // possible, 0.8 GB of log an hour). Bound: at most 100 lines for the 600

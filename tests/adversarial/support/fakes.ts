@@ -198,8 +198,8 @@ export class FlakyRedis {
   }
 }
 
-/** How {@link FakeAccessServer} answers. */
-export type AccessMisbehaviour = "slow" | "huge" | "redirect";
+/** How {@link FakeAccessServer} answers (`allow`: 200 `true`; `fail`: 503, a service that is down). */
+export type AccessMisbehaviour = "slow" | "huge" | "redirect" | "allow" | "fail";
 
 /**
  * An `access.http` endpoint. `slow`: never answers (holds each request).
@@ -220,7 +220,17 @@ export class FakeAccessServer {
   readonly #target: Deno.HttpServer | null = null;
   readonly #release = new AbortController();
 
+  /** How requests are answered from now on. */
+  mode: AccessMisbehaviour;
+
+  /** Counters back to zero (requests, in flight peak). */
+  resetCounts(): void {
+    this.requests = 0;
+    this.peakInFlight = this.inFlight;
+  }
+
   constructor(mode: AccessMisbehaviour, hugeBytes = 50 << 20) {
+    this.mode = mode;
     let targetUrl = "";
     if (mode === "redirect") {
       this.#target = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
@@ -234,6 +244,9 @@ export class FakeAccessServer {
       this.inFlight++;
       this.peakInFlight = Math.max(this.peakInFlight, this.inFlight);
       try {
+        const mode = this.mode;
+        if (mode === "allow") return new Response("true");
+        if (mode === "fail") return new Response("down for maintenance", { status: 503 });
         if (mode === "redirect") return new Response(null, { status: 307, headers: { location: targetUrl } });
         if (mode === "huge") {
           let left = hugeBytes;

@@ -66,7 +66,7 @@ export class Service {
     const set = (k: keyof Ports, v: number | undefined) => {
       if (v !== undefined) s.ports[k] = v;
     };
-    set("relay", num(/relay listening on http:\/\/127\.0\.0\.1:(\d+)(?! \(captive)/));
+    set("relay", num(/relay listening on http:\/\/127\.0\.0\.1:(\d+)(?!\d| \(captive)/));
     set("relayTls", num(/relay listening on https:\/\/127\.0\.0\.1:(\d+)/));
     set("metrics", num(/metrics on http:\/\/127\.0\.0\.1:(\d+)/));
     set("imap", num(/imap:\/\/127\.0\.0\.1:(\d+)/));
