@@ -17,7 +17,9 @@ import { describe, watchAttack } from "./support/watch.ts";
 // ~10 MB of log. With exponential backoff that survives accepted-then-
 // dropped connections (e.g. 50 ms doubling to a few seconds, two links) 8 s
 // cost at most a few dozen attempts. Bounds per 8 s: ≤ 60 accepts, ≤ 1.5 s
-// of the service's CPU, ≤ 20 KB of log.
+// of the service's CPU, ≤ 20 KB of log; and once Redis is back, the fd
+// count within 4 of where it was (two links reconnected, no socket of a
+// dropped attempt left open).
 for (const mode of ["drop", "maxclients"] as RedisMisbehaviour[]) {
   Deno.test(`adversarial: mesh Redis that ${mode === "drop" ? "accepts then drops" : "answers maxclients"}: ≤60 reconnects, ≤1.5 s CPU, ≤20 KB log in 8 s`, async () => {
     const redis = new FlakyRedis();
@@ -27,17 +29,25 @@ for (const mode of ["drop", "maxclients"] as RedisMisbehaviour[]) {
     try {
       const logBefore = svc.log.length;
       const cpuBefore = svc.cpuMs();
+      const fdsBefore = svc.fds();
       redis.misbehave(mode);
       await sleepUnless(8000);
       const accepts = redis.acceptsSinceFlip;
       const cpu = svc.cpuMs() - cpuBefore;
       const logBytes = svc.log.length - logBefore;
       await pingMs(svc.ports.relay!, 1000);
-      console.log(`${mode}: ${accepts} reconnects, ${cpu} ms CPU, ${logBytes} B of log in 8 s`);
+      // Redis is back: both links reconnect, and every dropped attempt's socket must be gone.
+      redis.behave();
+      const settled = await pollUntil(() => svc.fds() <= fdsBefore + 4, 15_000);
+      console.log(
+        `${mode}: ${accepts} reconnects, ${cpu} ms CPU, ${logBytes} B of log in 8 s; ` +
+          `fds ${fdsBefore} -> ${svc.fds()} after Redis came back`,
+      );
       assert.ok(accepts >= 1, "the mesh tried to reconnect");
       assert.ok(accepts <= 60, `${accepts} reconnects in 8 s`);
       assert.ok(cpu <= 1500, `${cpu} ms CPU in 8 s`);
       assert.ok(logBytes <= 20_000, `${logBytes} B of log in 8 s`);
+      assert.ok(settled, `fds ${fdsBefore} -> ${svc.fds()}: sockets of dropped attempts still open`);
     } finally {
       await svc.stop();
       redis.close();
