@@ -76,32 +76,36 @@ Deno.test(
 
 // 2,000 connections over 40 sources (50 each: under the per-source cap of
 // 256 and the connect burst of 128, so what protects us here is that
-// buffers grow with bytes that arrived). Announcing 1 MiB and sending 16 bytes, each held connection may
-// cost a few KiB plus a read buffer: 2,000 × 64 KiB = 125 MiB is the most a
-// sane reader needs; the unfixed relay reserved the full 1 MiB each
-// (2,000 × 1 MiB ≈ 2 GiB). Cap 200 MiB. Three waves: the first two are
-// opened and closed, so the allocator's threshold has moved and the third
+// buffers grow with bytes that arrived). Announcing 1 MiB and sending 16
+// bytes, each held connection may cost a few KiB plus a read buffer:
+// 2,000 × 64 KiB = 125 MiB is the most a sane reader needs; the unfixed
+// relay reserved the full 1 MiB each (2,000 × 1 MiB ≈ 2 GiB). Cap: 200 MiB
+// of growth during the third wave. The first two waves are opened and
+// closed unwatched, so the allocator's threshold has moved and the third
 // wave's buffers come zeroed (resident) from its heap, as in the finding
 // (RSS stayed flat for the first wave there too). Bounded at 25 s per wave.
 const CONNS = 2000;
+// While 2,000 connections arrive in about a second, the accept queue can be
+// full for a moment: the kernel then drops our SYN and retries it after 1 s.
+// One retry is allowed; the unfixed relay failed on memory, not on this.
+const STORM_PING_BOUND_MS = 2500;
 const ANNOUNCE_CAP_MIB = 200;
 for (const kind of ["derp", "ws64"] as const) {
   Deno.test(
-    `adversarial: ${CONNS} connections whose ${kind} frame header announces 1 MiB and sends 16 B: RSS +<${ANNOUNCE_CAP_MIB} MiB, /ping <${PING_BOUND_MS} ms`,
+    `adversarial: ${CONNS} connections whose ${kind} frame header announces 1 MiB and sends 16 B: RSS +<${ANNOUNCE_CAP_MIB} MiB, /ping <${STORM_PING_BOUND_MS} ms`,
     async () => {
       await withRelay(async (svc) => {
+        const flood = { connections: CONNS, sources: 40, durationMs: 25_000 };
+        await announcedLengthFlood(svc.ports.relay!, kind, { ...flood, waves: 2, holdMs: 0 });
         const w = await watchAttack(
           svc,
-          { abortAtMiB: ANNOUNCE_CAP_MIB, pingPort: svc.ports.relay!, pingBoundMs: PING_BOUND_MS, probeEveryMs: 500 },
-          (signal) =>
-            announcedLengthFlood(svc.ports.relay!, kind, {
-              connections: CONNS,
-              sources: 40,
-              durationMs: 25_000,
-              holdMs: 2000,
-              waves: 3,
-              signal,
-            }),
+          {
+            abortAtMiB: ANNOUNCE_CAP_MIB,
+            pingPort: svc.ports.relay!,
+            pingBoundMs: STORM_PING_BOUND_MS,
+            probeEveryMs: 500,
+          },
+          (signal) => announcedLengthFlood(svc.ports.relay!, kind, { ...flood, holdMs: 2000, signal }),
         );
         console.log(describe(w));
         assert.ok(w.growthMiB < ANNOUNCE_CAP_MIB, `RSS grew by ${w.growthMiB.toFixed(0)} MiB`);

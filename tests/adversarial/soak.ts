@@ -192,13 +192,15 @@ const attacks: Attack[] = [
   ["IMAPS handshake stalls ×400", (signal) =>
     Promise.all([
       tlsStall(svc.ports.imaps!, "silent", {
+        sources: 8,
         n: 200,
         durationMs: ATTACK_MS,
         signal,
         onHeld: () => sleepUnless(ATTACK_MS / 2, signal),
       }),
       tlsStall(svc.ports.imaps!, "hello", {
-        sourceOffset: 4,
+        sources: 8,
+        sourceOffset: 8,
         n: 200,
         durationMs: ATTACK_MS,
         signal,

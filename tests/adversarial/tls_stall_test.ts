@@ -51,7 +51,7 @@ async function stallAndWatch(svc: Service, port: number, listener: "relay" | "im
   const held = new Promise<void>((r) => release = r);
   const silent = tlsStall(port, "silent", {
     n: 200,
-    sources: 4,
+    sources: 8,
     durationMs: 10_000,
     onHeld: (s) => {
       all.push(...s);
@@ -60,8 +60,8 @@ async function stallAndWatch(svc: Service, port: number, listener: "relay" | "im
   });
   const hello = tlsStall(port, "hello", {
     n: 200,
-    sources: 4,
-    sourceOffset: 4,
+    sources: 8,
+    sourceOffset: 8,
     durationMs: 10_000,
     onHeld: async (s) => {
       all.push(...s);
@@ -72,6 +72,8 @@ async function stallAndWatch(svc: Service, port: number, listener: "relay" | "im
         return svc.fds() <= baseFds + 20;
       }, FREED_WITHIN_MS);
       freedMs = freed ? Math.round(performance.now() - t0) : -1;
+      // The server's fds go before our side has read every FIN: give those a moment.
+      if (freed) await pollUntil(() => closedByServer(all) === all.length, 3000);
       closedAtEnd = closedByServer(all);
       release();
     },
