@@ -15,6 +15,10 @@
  *   `SETTLE_MS`.
  * - The mesh runs against a Redis stand-in that behaves except during its
  *   slot, when it drops every connection.
+ * - Not in the rotation, because they need another configuration of the one
+ *   service the soak runs (covered by the `*_test.ts` files): password
+ *   guessing (`login = "users"`), proxy-mode pipelining, the `access.http`
+ *   attacks, the Redis huge reply.
  *
  * Prints an RSS table (every 10 s), one line per attack, a summary and one
  * JSON line; exits 1 if any legitimate request failed, RSS did not settle
