@@ -188,8 +188,18 @@ export class RedisConn {
         ? await Deno.connectTls({ hostname: t.hostname, port: t.port })
         : await Deno.connect({ hostname: t.hostname, port: t.port });
       conn = c;
-      if (!t.tls) (c as Deno.TcpConn).setNoDelay(true);
-      return { conn: c, parser: await this.#handshake(c) };
+      try {
+        if (!t.tls) (c as Deno.TcpConn).setNoDelay(true);
+        return { conn: c, parser: await this.#handshake(c) };
+      } catch (e) {
+        // Refused (maxclients, wrong password) or cut off: this socket is ours to close.
+        try {
+          c.close();
+        } catch {
+          // closed by the timeout already
+        }
+        throw e;
+      }
     })();
     try {
       return await Promise.race([attempt, timeout]);
