@@ -442,7 +442,13 @@ export class Client {
       case "ping":
         c.gotPing++;
         c.otherPacketsRecv++;
-        if (this.#enqueueMsg(this.gen.pong(ev.data))) c.sentPong++;
+        if (this.#enqueueMsg(this.gen.pong(ev.data))) {
+          c.sentPong++;
+        } else {
+          // The peer pings faster than it reads the pongs: drop it rather than keep parsing its flood.
+          c.otherPacketsDropped++;
+          this.close("control queue full: pings arrive faster than the peer reads the pongs");
+        }
         return;
       case "pong":
         c.otherPacketsRecv++;
