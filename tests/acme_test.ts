@@ -70,6 +70,9 @@ cert_dir = "${o.certDir}"
 https_bind_addr = "127.0.0.1:0"
 acme_directory_url = "${o.directoryUrl}"
 acme_ca_file = "${o.caFile}"
+[imap]
+bind_addr = "127.0.0.1:0"
+tls_bind_addr = "127.0.0.1:0"
 `,
     "acme_test.toml",
   ).config;
@@ -136,6 +139,9 @@ Deno.test({
       const first = await servedCertificate(httpsPort);
       assert.match(first.subject, /relay\.acme\.test/);
       assert.match(first.issuer, /Pebble Intermediate CA/);
+      // IMAPS serves the same files ([imap] inherits [tls]).
+      const imapsPort = services.imap!.addrs.tls!.port;
+      assert.equal((await servedCertificate(imapsPort)).serial, first.serial, "IMAPS serves the ACME certificate");
       const client = await tlsClient(httpsPort, root);
       open.push(client);
       await client.ping();
@@ -151,6 +157,7 @@ Deno.test({
       assert.equal(pebble.orders(), 2);
       const second = await servedCertificate(httpsPort);
       assert.notEqual(second.serial, first.serial, "a new TLS client sees the new certificate");
+      assert.equal((await servedCertificate(imapsPort)).serial, second.serial, "IMAPS swapped to it too");
       await client.ping(); // the client connected before the swap is still connected
       const fresh = await tlsClient(httpsPort, root);
       open.push(fresh);
