@@ -15,7 +15,9 @@
  */
 
 import { parseRedisUrl, type RedisTarget } from "../redis/mod.ts";
-import { type BindAddr, ConfigError, DEFAULT_REDIS_URL, defaultDataDir, type Reader } from "./schema.ts";
+import { defaultDataDir } from "./mailbox.ts";
+import { DEFAULT_REDIS_URL } from "./mesh.ts";
+import { type BindAddr, ConfigError, type Reader } from "./reader.ts";
 
 /** Where signed packets are kept. */
 export type DiscoveryStoreConfig =

@@ -2,7 +2,7 @@
  * @module
  * Password hashes for `[imap.users]`: PBKDF2-SHA256 through WebCrypto, stored
  * as `pbkdf2-sha256$<iterations>$<salt>$<hash>` (standard base64, the format
- * `config/schema.ts` `PASSWORD_HASH` accepts).
+ * `config/imap.ts` `PASSWORD_HASH` accepts).
  *
  * - {@link hashPassword} is what `main.ts hash-password` prints;
  * - {@link verifyPassword} re-derives with the stored salt and iteration

@@ -82,7 +82,7 @@ export const webCryptoVerify: VerifyEd25519 = async (publicKey, message, signatu
 const JSON_HEADERS = { "Content-Type": "application/json" };
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
-/** Default value of {@link MailboxLimits}: see config/schema.ts for the reasons. */
+/** Default value of {@link MailboxLimits}: see config/mailbox.ts for the reasons. */
 export const DEFAULT_MAILBOX_LIMITS: MailboxLimits = {
   maxEntries: 1000,
   maxBytes: 16 * 1024 * 1024,
