@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 /** Protocol files that must stay free of I/O, timers and `Deno.*` (STYLE: pure protocol vs transport). */
 const PURE = [
   "parser.ts",
+  "tokenizer.ts",
   "encoder.ts",
   "session.ts",
   "metadata.ts",
