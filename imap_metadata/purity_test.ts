@@ -9,6 +9,8 @@ const PURE = [
   "metadata.ts",
   "capability.ts",
   "proxy_session.ts",
+  "proxy_answer.ts",
+  "proxy_queue.ts",
   "metrics.ts",
   "password.ts",
   "input_buffer.ts",
