@@ -13,7 +13,7 @@ import { concat, encodeReplies, isQuotable, type MetadataEntry, type Reply } fro
 import { type GetMetadataRequest, lookupMetadata, parseGetMetadata, parseSetMetadata } from "./metadata.ts";
 import type { Command } from "./parser.ts";
 import type { QueueEntry } from "./proxy_queue.ts";
-import { setMetadataReply } from "./session.ts";
+import { setMetadataReply } from "./session_mailbox.ts";
 
 /** What an answer needs from its session. */
 export interface InterceptContext {

@@ -6,6 +6,7 @@ const PURE = [
   "tokenizer.ts",
   "encoder.ts",
   "session.ts",
+  "session_mailbox.ts",
   "metadata.ts",
   "capability.ts",
   "proxy_session.ts",

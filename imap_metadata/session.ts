@@ -16,15 +16,19 @@
  * INBOX for SELECT/EXAMINE/LIST/STATUS/FETCH/SEARCH, IDLE, CLOSE, UNSELECT.
  * Everything else is `BAD`. The tagged OK of a login carries
  * `[CAPABILITY …]` with `METADATA`, so core asks no CAPABILITY.
+ *
+ * This file holds the reducer: phases, login, continuation lines and the
+ * command dispatch; the mailbox and METADATA commands (the empty INBOX,
+ * GETMETADATA, SETMETADATA) are `session_mailbox.ts`.
  */
 
 import { STANDALONE_POST_LOGIN, STANDALONE_PRE_LOGIN } from "./capability.ts";
-import { astring, capabilityCode, capabilityData, type Reply } from "./encoder.ts";
-import { listMatch } from "./list_pattern.ts";
-import { lookupMetadata, parseGetMetadata, parseSetMetadata } from "./metadata.ts";
-import { type Command, isAtom, type Token, tokenText } from "./parser.ts";
+import { capabilityCode, capabilityData, type Reply } from "./encoder.ts";
+import type { Command } from "./parser.ts";
+import { astringArg, getMetadata, list, select, setMetadata, status } from "./session_mailbox.ts";
 
 export { listMatch } from "./list_pattern.ts";
+export { setMetadataReply } from "./session_mailbox.ts";
 
 /** Static settings of every session of a listener. */
 export interface SessionConfig {
@@ -105,25 +109,8 @@ export function capabilitiesFor(phase: Phase): readonly string[] {
   return phase === "authenticated" || phase === "selected" ? STANDALONE_POST_LOGIN : STANDALONE_PRE_LOGIN;
 }
 
-const FLAGS = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
-
-/** The one mailbox there is: empty, UIDVALIDITY 1, UIDNEXT 1. */
-const INBOX_STATUS: Record<string, number> = {
-  MESSAGES: 0,
-  RECENT: 0,
-  UIDNEXT: 1,
-  UIDVALIDITY: 1,
-  UNSEEN: 0,
-  DELETED: 0,
-  SIZE: 0,
-};
-
-function isInbox(name: string): boolean {
-  return name.toUpperCase() === "INBOX";
-}
-
 /** Small builder so each handler reads like the protocol. */
-class Out {
+export class Out {
   state: SessionState;
   replies: Reply[] = [];
   close = false;
@@ -374,57 +361,16 @@ function command(cfg: SessionConfig, o: Out, cmd: Command): void {
       setMetadata(o, cmd);
       return;
     case "SELECT":
-    case "EXAMINE": {
-      const mbox = astringArg(args[0]);
-      if (mbox === null) return void o.bad(tag, `${name} wants a mailbox name`);
-      if (!isInbox(mbox)) {
-        // RFC 3501 §6.3.1: a failed SELECT leaves the selected state.
-        o.state.phase = "authenticated";
-        o.state.selected = null;
-        return void o.no(tag, "Mailbox does not exist", "NONEXISTENT");
-      }
-      const readOnly = name === "EXAMINE";
-      o.data(`FLAGS (${FLAGS})`);
-      o.replies.push({ type: "untagged", status: "OK", code: "PERMANENTFLAGS ()", text: "No permanent flags" });
-      o.data("0 EXISTS").data("0 RECENT");
-      o.replies.push({
-        type: "untagged",
-        status: "OK",
-        code: `UIDVALIDITY ${INBOX_STATUS.UIDVALIDITY}`,
-        text: "UIDs valid",
-      });
-      o.replies.push({
-        type: "untagged",
-        status: "OK",
-        code: `UIDNEXT ${INBOX_STATUS.UIDNEXT}`,
-        text: "Predicted next UID",
-      });
-      o.state.phase = "selected";
-      o.state.selected = { name: "INBOX", readOnly };
-      o.ok(tag, `${name} completed`, readOnly ? "READ-ONLY" : "READ-WRITE");
+    case "EXAMINE":
+      select(o, cmd);
       return;
-    }
     case "LIST":
     case "LSUB":
       list(o, cmd);
       return;
-    case "STATUS": {
-      const mbox = astringArg(args[0]);
-      const items = args[1];
-      if (mbox === null || items === undefined || items.type !== "list" || items.items.length === 0) {
-        return void o.bad(tag, "STATUS wants a mailbox and a list of items");
-      }
-      if (!isInbox(mbox)) return void o.no(tag, "Mailbox does not exist", "NONEXISTENT");
-      const parts: string[] = [];
-      for (const it of items.items) {
-        const key = it.type === "atom" ? it.value.toUpperCase() : "";
-        const v = INBOX_STATUS[key];
-        if (v === undefined) return void o.bad(tag, `Unknown STATUS item ${tokenText(it) ?? "(list)"}`);
-        parts.push(`${key} ${v}`);
-      }
-      o.data(`STATUS "INBOX" (${parts.join(" ")})`).ok(tag, "STATUS completed");
+    case "STATUS":
+      status(o, cmd);
       return;
-    }
     case "IDLE":
       o.state.waiting = { kind: "idle", tag };
       o.replies.push({ type: "continue", text: "idling" });
@@ -481,75 +427,4 @@ function finishAnyLogin(cfg: SessionConfig, o: Out): void {
   o.state.waiting = null;
   o.state.phase = "authenticated";
   o.ok(w.tag, `${w.command} completed`, capabilityCode(capabilitiesFor("authenticated")));
-}
-
-function astringArg(t: Token | undefined): string | null {
-  if (t === undefined || t.type === "list") return null;
-  return t.value;
-}
-
-function getMetadata(cfg: SessionConfig, o: Out, cmd: Command): void {
-  let req;
-  try {
-    req = parseGetMetadata(cmd.args);
-  } catch (e) {
-    if (e instanceof SyntaxError) return void o.bad(cmd.tag, e.message);
-    throw e;
-  }
-  let store: ReadonlyMap<string, string>;
-  if (req.mailbox === "") store = cfg.entries;
-  else if (isInbox(req.mailbox)) store = new Map();
-  else return void o.no(cmd.tag, "Mailbox does not exist", "NONEXISTENT");
-  const found = lookupMetadata(store, req);
-  if (found.entries.length > 0) o.replies.push({ type: "metadata", mailbox: req.mailbox, entries: found.entries });
-  if (found.longEntries !== undefined) {
-    o.ok(cmd.tag, "GETMETADATA completed", `METADATA LONGENTRIES ${found.longEntries}`);
-  } else o.ok(cmd.tag, "GETMETADATA completed");
-}
-
-/**
- * SETMETADATA: server entries are the operator's (read-only, spec §4.3 item
- * 5); we keep no private entries, which core only logs (`/private/devicetoken`).
- */
-export function setMetadataReply(
-  tag: string,
-  req: { mailbox: string; values: { name: string }[] },
-  mailboxExists: (m: string) => boolean,
-): Reply {
-  if (req.mailbox !== "" && !mailboxExists(req.mailbox)) {
-    return { type: "tagged", tag, status: "NO", code: "NONEXISTENT", text: "Mailbox does not exist" };
-  }
-  if (req.values.some((v) => v.name.toLowerCase().startsWith("/private"))) {
-    return { type: "tagged", tag, status: "NO", code: "METADATA NOPRIVATE", text: "Private entries are not supported" };
-  }
-  return { type: "tagged", tag, status: "NO", code: "NOPERM", text: "Shared entries are read-only" };
-}
-
-function setMetadata(o: Out, cmd: Command): void {
-  let req;
-  try {
-    req = parseSetMetadata(cmd.args);
-  } catch (e) {
-    if (e instanceof SyntaxError) return void o.bad(cmd.tag, e.message);
-    throw e;
-  }
-  o.state.errors = 0;
-  o.replies.push(setMetadataReply(cmd.tag, req, isInbox));
-}
-
-function list(o: Out, cmd: Command): void {
-  // RFC 5258 extended LIST: skip selection options before the reference and RETURN options after the pattern.
-  const args = cmd.args[0]?.type === "list" ? cmd.args.slice(1) : cmd.args;
-  const ref = astringArg(args[0]);
-  const patTok = args[1];
-  if (ref === null || patTok === undefined) return void o.bad(cmd.tag, `${cmd.name} wants a reference and a pattern`);
-  const patterns = patTok.type === "list" ? patTok.items.map(astringArg) : [astringArg(patTok)];
-  if (patterns.some((p) => p === null)) return void o.bad(cmd.tag, "Invalid pattern");
-  if (args.length > 2 && !isAtom(args[2], "RETURN")) return void o.bad(cmd.tag, "Too many arguments");
-  if (patterns.length === 1 && patterns[0] === "") {
-    o.data(`${cmd.name} (\\Noselect) "/" ""`);
-  } else if (patterns.some((p) => listMatch(ref + p!, "INBOX"))) {
-    o.data(`${cmd.name} (\\HasNoChildren) "/" ${astring("INBOX")}`);
-  }
-  o.ok(cmd.tag, `${cmd.name} completed`);
 }
