@@ -21,6 +21,10 @@
  *   on `exit` it closes everything.
  *
  * Every loop is bounded in count and in time.
+ *
+ * Over ~450 lines on purpose: one child program whose four modes share the
+ * connection setup, the pair bookkeeping, the clock and the event
+ * reporting; a file per mode would mostly re-import that shared core.
  */
 
 import { cpuSeconds } from "./_proc.ts";
