@@ -39,6 +39,12 @@
  * in a crash registry that the next run cleans (`topology.ts`). Set
  * `E2E_KEEP=1` to keep the temp dir (logs of every process) for a post-mortem,
  * `E2E_DUMP_METRICS=1` to print our service's metrics at step 11.
+ *
+ * Over ~450 lines on purpose: it is one scenario, twelve ordered steps that
+ * share one `Run` record, read top to bottom like the list above; each step
+ * is a short function, and what is not the scenario (network, mail server,
+ * our service, the RPC client, the .xdc builder) already lives in its own
+ * file next to it.
  */
 
 import assert from "node:assert/strict";
