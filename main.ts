@@ -33,6 +33,7 @@ import {
   PasswordAborted,
   readPassword,
   type Services,
+  startMallocTrim,
   startServices,
   VERSION,
 } from "./cli/mod.ts";
@@ -325,8 +326,11 @@ export async function main(args: string[]): Promise<number> {
   );
   const short = told?.advertised ? shortHostWarning(told.url) : undefined;
   if (short) log.warn(short);
+  // Memory freed after a flood of connections goes back to the system (cli/malloc_trim.ts).
+  const trim = startMallocTrim(log);
   const sig = await stopped.promise;
   log.info(`${sig}: shutting down`);
+  trim.stop();
   await services.close();
   log.info("stopped");
   return 0;

@@ -58,6 +58,7 @@ if (import.meta.main) {
     // Also in deno.json's "unstable"; named here too so the binary has it whatever compile reads from there.
     "--unstable-net",
     "--allow-env",
+    "--allow-ffi",
     "--allow-sys=hostname",
     "--include",
     `${root}dist/build-info.json`,

@@ -1,7 +1,7 @@
 /**
  * @module
  * The standard `process_*` metrics Prometheus client libraries export
- * (resident memory, CPU seconds, open and maximum file descriptors, start
+ * (resident memory and the V8 heap, CPU seconds, open and maximum file descriptors, start
  * time) and a build-info metric, as OpenMetrics text read at scrape time.
  * File descriptors come from Linux `/proc/self`, which Deno lets a program
  * read only with `--allow-all`: under the narrower permissions of the start
@@ -65,7 +65,16 @@ function maxFds(): number | undefined {
  */
 export function renderProcessMetrics(prefix: string, build: BuildInfo): string {
   const cpu = cpuUsage();
-  let out = gauge("process_resident_memory_bytes", "Resident memory size in bytes.", Deno.memoryUsage().rss);
+  const mem = Deno.memoryUsage();
+  let out = gauge("process_resident_memory_bytes", "Resident memory size in bytes.", mem.rss);
+  // Where resident memory sits: the JavaScript heap, or buffers outside it (socket reads, Uint8Arrays).
+  out += gauge("deno_heap_total_bytes", "V8 heap reserved, in bytes.", mem.heapTotal);
+  out += gauge("deno_heap_used_bytes", "V8 heap in use, in bytes.", mem.heapUsed);
+  out += gauge(
+    "deno_external_memory_bytes",
+    "Memory of JavaScript objects held outside the V8 heap (ArrayBuffers), in bytes.",
+    mem.external,
+  );
   out += "# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\n" +
     `# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total ${(cpu.user + cpu.system) / 1e6}\n`;
   const fds = openFds();
