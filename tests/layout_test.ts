@@ -155,3 +155,11 @@ Deno.test("layout: violations() names each kind of offending import", () => {
   assert.deepEqual(violations("relay/server/client.ts", `import { x } from "../proto/codec_v1.ts"; // Deno.exit`), []);
   assert.deepEqual(violations("tests/relay_test.ts", `import { x } from "../relay/proto/codec_v1.ts";`), []);
 });
+
+Deno.test("layout: deno task test runs every folder that holds tests", async () => {
+  const task: string = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks.test;
+  const tests = (await sourceFiles()).filter((f) => f.endsWith("_test.ts") && f.includes("/"));
+  const folders = new Set(tests.map((f) => f.split("/")[0]!));
+  const missing = [...folders].filter((d) => !task.split(/\s+/).includes(`${d}/`));
+  assert.deepEqual(missing, [], "add these folders to the test task in deno.json");
+});
