@@ -7,7 +7,7 @@
  * | ------ | ----------------------------------------- | ----------------------------------------------------- |
  * | `ws`   | relay raw listener, 1.x `iroh-relay-v2`   | `baseline_ws_raw.ts`: raw-TCP WebSocket forwarder     |
  * | `derp` | relay raw listener, 0.35 derp frames      | `baseline_tcp.ts`: 5-byte-framed TCP byte pipe        |
- * | `edge` | `deploy/edge.ts` handler (`edge_server.ts`) | `baseline_ws.ts`: `Deno.serve` + `upgradeWebSocket` |
+ * | `edge` | `deploy/edge.ts`'s core + `createFetchHandler` (`edge_server.ts`) | `baseline_ws.ts`: `Deno.serve` + `upgradeWebSocket` |
  *
  * Shapes ({@link Shape}): `batched` (up to 64 datagrams of 1,200 bytes per
  * write), `unbatched` (one datagram per write, 60–1,400 bytes, seeded),
