@@ -19,6 +19,9 @@
  * new names for history: `ws_serve_ratio[_N]` is the old `ws_ratio[_N]`
  * (relay ws vs `Deno.serve`, batched) and `derp_ratio_batched[_N]` the old
  * `derp_ratio[_N]`.
+ *
+ * Length (~470 lines): the runner and its table share the plan and the key
+ * names, so they stay together.
  */
 
 import {

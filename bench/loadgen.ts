@@ -20,7 +20,12 @@
  *   `check` it sends one datagram across sampled pairs and reports delivery;
  *   on `exit` it closes everything.
  *
- * Every loop is bounded in count and in time.
+ * - `busy`: connects `count` clients, each sending one datagram per second
+ *   to its partner until `exit` on stdin.
+ *
+ * Every loop is bounded in count and in time. Length (~820 lines): every
+ * mode lives in this one script because each measured run spawns it as its
+ * own process; the wire client is in `_wire.ts`.
  */
 
 import { cpuSeconds } from "./_proc.ts";

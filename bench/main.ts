@@ -8,15 +8,18 @@
  * figure. Figures that depend on the machine are ratios against a baseline
  * measured in the same run, because the machine is shared and noisy.
  *
- * 1. `throughput`: 1.x WebSocket path and 0.35 derp path, 1/8/64 pairs,
- *    1,200-byte datagrams, windowed; relay vs `baseline_ws.ts` / `baseline_tcp.ts`.
+ * 1. `throughput` (`forwarding.ts`): 1.x WebSocket path and 0.35 derp path
+ *    against their limit baselines (`baseline_ws_raw.ts`, `baseline_tcp.ts`),
+ *    in three traffic shapes (batched, unbatched, fan-in); `edge`: the relay
+ *    core under `Deno.serve` (`edge_server.ts`) against `baseline_ws.ts`.
  * 2. `latency`: one-way p50/p99/p99.9 at a fixed 5,000 datagrams/s, both
  *    paths, relay vs baseline.
  * 3. `handshake`: authenticated clients per second in a connect storm
- *    (half 0.35, half 1.x, 256 in flight).
+ *    (half 0.35, half 1.x, 256 in flight), on shared cores and pinned.
  * 4. `capacity`: as many idle authenticated clients as the fd limit allows
  *    (≤ 20,000, half each generation), a forwarding check among them, and
- *    relay RSS per client.
+ *    relay RSS per client; `busy` (`busy.ts`): RSS per client with 5,000
+ *    clients each exchanging a datagram per second.
  * 5. `iroh`: real iroh 1.x endpoints (`@number0/iroh`) moving bytes through
  *    the relay only (needs `tests/support/netns.ts`; skipped with a reason
  *    otherwise).
@@ -28,7 +31,7 @@
  * 7. `discovery`: pkarr PUTs per second and UDP DNS queries per second
  *    against a UDP echo baseline (issue 11; `discovery.ts`).
  *
- * Flags: `--quick` (short runs, < 60 s), `--only=throughput,latency,...`,
+ * Flags: `--quick` (short runs, < 90 s), `--only=throughput,latency,...`,
  * `--cpu-prof` (profile the relay per scenario over the inspector; writes
  * `.cpuprofile` files and prints the hottest functions),
  * `--relay-log-level=debug|info|warn|error` (default: the relay's own default, info).
@@ -103,7 +106,7 @@ interface Plan {
   scenarioTimeoutMs: Record<Scenario, number>;
 }
 
-/** Full and quick plans. Full stays under 5 minutes on 2 cores, quick under 60 s. */
+/** Full and quick plans (the forwarding plans are in `forwarding.ts`). Full: about 7 minutes on 2 cores, quick: under 90 s. */
 const PLANS: Record<"full" | "quick", Plan> = {
   full: {
     payload: 1200,
