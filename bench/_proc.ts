@@ -317,3 +317,22 @@ export function loadAverage(): number {
     return NaN;
   }
 }
+
+/**
+ * Sets the CPU affinity of every thread of `pid` (`taskset -a -p -c`), e.g.
+ * "0" or "0-1". Threads started later inherit it from their creator.
+ * @returns null on success, else why it failed
+ */
+export async function setAffinity(pid: number, cpus: string): Promise<string | null> {
+  try {
+    const out = await new Deno.Command("taskset", {
+      args: ["-a", "-p", "-c", cpus, String(pid)],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (out.success) return null;
+    return new TextDecoder().decode(out.stderr).trim() || `taskset exited with ${out.code}`;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

@@ -11,7 +11,9 @@
  * Routing is per frame, as a relay's must be, but consecutive frames for the
  * same destination go out in one write (the relay batches per receiver too),
  * straight from the read buffer and awaited before the next read: TCP
- * backpressure with no copy and no queue. The relay's throughput is reported
+ * backpressure with no copy and no queue. Writes to one receiver from
+ * several senders (fan-in) are serialized, so a partial write cannot
+ * interleave with another sender's frames; they are not merged. The relay's throughput is reported
  * as a ratio against this. Prints `{"event":"listening","port":N}`.
  */
 
@@ -20,16 +22,25 @@ const MAX_FRAME = (1 << 20) + 5;
 
 /** Connections by id. */
 const conns = new Map<number, Deno.Conn>();
+/** The last write queued per connection: writes from several senders (fan-in) must not interleave. */
+const tails = new Map<Deno.Conn, Promise<void>>();
 
 async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
   let off = 0;
   while (off < data.length) off += await conn.write(data.subarray(off));
 }
 
-/** Writes `frames` to connection `to`, if it exists; write errors are the receiver's problem. */
-async function forward(to: number, frames: Uint8Array): Promise<void> {
+/** Writes `frames` to connection `to` after its earlier writes, if it exists; write errors are the receiver's problem. */
+function forward(to: number, frames: Uint8Array): Promise<void> {
   const peer = conns.get(to);
-  if (peer !== undefined) await writeAll(peer, frames).catch(() => {});
+  if (peer === undefined) return Promise.resolve();
+  const prev = tails.get(peer);
+  const p = (prev === undefined ? writeAll(peer, frames) : prev.then(() => writeAll(peer, frames))).catch(() => {});
+  tails.set(peer, p);
+  p.then(() => {
+    if (tails.get(peer) === p) tails.delete(peer);
+  });
+  return p;
 }
 
 async function serve(conn: Deno.TcpConn): Promise<void> {

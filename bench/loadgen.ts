@@ -20,11 +20,12 @@
  *   `check` it sends one datagram across sampled pairs and reports delivery;
  *   on `exit` it closes everything.
  *
- * Every loop is bounded in count and in time.
+ * - `busy`: connects `count` clients, each sending one datagram per second
+ *   to its partner until `exit` on stdin.
  *
- * Over ~450 lines on purpose: one child program whose four modes share the
- * connection setup, the pair bookkeeping, the clock and the event
- * reporting; a file per mode would mostly re-import that shared core.
+ * Every loop is bounded in count and in time. Length (~820 lines): every
+ * mode lives in this one script because each measured run spawns it as its
+ * own process; the wire client is in `_wire.ts`.
  */
 
 import { cpuSeconds } from "./_proc.ts";
@@ -62,7 +63,25 @@ export interface ForwardSpec {
   payload: number;
   warmupMs: number;
   measureMs: number;
+  /**
+   * Traffic shape (default `batched`): `batched` writes up to
+   * {@link MAX_BATCH} `payload`-byte datagrams per write; `unbatched` writes
+   * one datagram per write, contents sizes drawn from
+   * {@link UNBATCHED_MIN}..{@link UNBATCHED_MAX} bytes by a generator seeded
+   * per sender (the same sequence for relay and baseline); `fanin` is
+   * `unbatched` from `pairs` senders to one receiver.
+   */
+  shape?: Shape;
 }
+
+/** Traffic shapes of `forward`; see {@link ForwardSpec.shape}. */
+export type Shape = "batched" | "unbatched" | "fanin";
+
+/** Smallest and largest datagram contents of the unbatched shapes, bytes (QUIC packets). */
+export const UNBATCHED_MIN = 60;
+export const UNBATCHED_MAX = 1400;
+/** Datagrams in flight over all fan-in senders: below the relay's 512-frame queue per client, so no tail drop. */
+export const FANIN_WINDOW_TOTAL = 384;
 
 /** `latency` spec. */
 export interface LatencySpec {
@@ -104,8 +123,23 @@ export interface CapacitySpec {
   checkPairs: number;
 }
 
+/**
+ * `busy` spec: `count` clients (even global index 0.35, odd 1.x), each
+ * sending one `payload`-byte datagram per second to its partner (index
+ * xor 1), spread evenly over the second, until `exit` on stdin.
+ */
+export interface BusySpec {
+  mode: "busy";
+  port: number;
+  count: number;
+  concurrency: number;
+  /** Global index of our first client (even). */
+  first: number;
+  payload: number;
+}
+
 /** Any spec. */
-export type Spec = ForwardSpec | LatencySpec | HandshakeSpec | CapacitySpec;
+export type Spec = ForwardSpec | LatencySpec | HandshakeSpec | CapacitySpec | BusySpec;
 
 function emit(event: string, fields: Record<string, unknown> = {}): void {
   console.log(JSON.stringify({ event, ...fields }));
@@ -185,35 +219,46 @@ interface Pair {
 
 /**
  * Connects `pairs` flows of `kind`: receivers first (on `rxPort`, default
- * `port`), so senders never address a missing peer.
+ * `port`), so senders never address a missing peer. With `receivers` <
+ * `pairs`, sender i sends to receiver i mod `receivers` (fan-in), and flows
+ * share that receiver's connection.
  */
-async function connectPairs(port: number, kind: Kind, pairs: number, rxPort = port): Promise<Pair[]> {
+async function connectPairs(
+  port: number,
+  kind: Kind,
+  pairs: number,
+  rxPort = port,
+  receivers = pairs,
+): Promise<Pair[]> {
   const relay = kind === "v2" || kind === "derp";
-  const ids = relay ? await identities(2 * pairs) : [];
+  const ids = relay ? await identities(pairs + receivers) : [];
+  // Baseline ids: senders 0..pairs-1, receivers from RX_ID_BASE on.
+  const RX_ID_BASE = 100_000;
   const rxs: LeanConn[] = [];
-  for (let i = 0; i < pairs; i++) {
+  for (let j = 0; j < receivers; j++) {
     rxs.push(
       await dialBounded(rxPort, kind, {
         bufSize: 256 * 1024,
         confirm: true,
-        ...(relay ? { id: ids[2 * i + 1]! } : { me: 2 * i + 1 }),
+        ...(relay ? { id: ids[pairs + j]! } : { me: RX_ID_BASE + j }),
       }),
     );
   }
   const out: Pair[] = [];
   for (let i = 0; i < pairs; i++) {
+    const j = i % receivers;
     const tx = await dialBounded(port, kind, {
       bufSize: 4096,
       confirm: true,
-      ...(relay ? { id: ids[2 * i]! } : { me: 2 * i, to: 2 * i + 1 }),
+      ...(relay ? { id: ids[i]! } : { me: i, to: RX_ID_BASE + j }),
     });
     // Baselines: the receiver's id in the first 4 bytes of the key field, where baseline_tcp reads it.
-    const dst = relay ? ids[2 * i + 1]!.pub : new Uint8Array(32);
-    if (!relay) new DataView(dst.buffer).setUint32(0, 2 * i + 1);
+    const dst = relay ? ids[pairs + j]!.pub : new Uint8Array(32);
+    if (!relay) new DataView(dst.buffer).setUint32(0, RX_ID_BASE + j);
     out.push({
       index: i,
       tx,
-      rx: rxs[i]!,
+      rx: rxs[j]!,
       dst,
       sent: 0,
       acked: 0,
@@ -257,65 +302,87 @@ function u32(b: Uint8Array, i: number): number {
   return ((b[i]! << 24) >>> 0) + (b[i + 1]! << 16) + (b[i + 2]! << 8) + b[i + 3]!;
 }
 
+/** A small seeded generator (mulberry32): the same sizes for relay and baseline runs. */
+function seeded(seed: number): () => number {
+  let t = seed >>> 0;
+  return () => {
+    t = (t + 0x6d2b79f5) >>> 0;
+    let r = Math.imul(t ^ (t >>> 15), 1 | t);
+    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
+    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Contents sizes the unbatched shapes cycle through, per sender. */
+const SIZE_TABLE = 4096;
+
 async function runForward(spec: ForwardSpec): Promise<void> {
-  const { kind, window: W, payload } = spec;
-  const pairs = await connectPairs(spec.port, kind, spec.pairs);
+  const { kind, payload } = spec;
+  const shape = spec.shape ?? "batched";
+  const fanin = shape === "fanin";
+  const pairs = await connectPairs(spec.port, kind, spec.pairs, spec.port, fanin ? 1 : spec.pairs);
+  // Fan-in: the window is shared by all senders, so the one receiver's relay queue never overflows.
+  const W = fanin ? Math.max(2, Math.floor(FANIN_WINDOW_TOTAL / spec.pairs)) : spec.window;
   const coff = contentsOffset(kind);
-  // Refill when this much of the window is free, so writes carry several datagrams.
-  const refill = Math.max(1, Math.min(32, W >> 2));
+  // Batched: refill when this much of the window is free, so writes carry several datagrams.
+  const refill = shape === "batched" ? Math.max(1, Math.min(32, W >> 2)) : 1;
   let delivered = 0;
+  let deliveredBytes = 0;
   let measuring = false;
-  for (const p of pairs) {
-    p.rx.readLoop((_type, b, s, e) => {
-      const c = s + coff;
-      if (e - c < 16) return;
-      const seq = u32(b, c + 4);
-      if (seq === 0) {
-        p.probed = true;
-        return;
-      }
-      p.received++;
-      delivered++;
-      const now = performance.now();
-      if (measuring && p.lastAt > 0 && now - p.lastAt > p.maxGap) p.maxGap = now - p.lastAt;
-      p.lastAt = now;
-      if (seq > p.acked) p.acked = seq;
-      if (p.wake !== null && p.sent - p.acked <= W - refill) {
-        const w = p.wake;
-        p.wake = null;
-        w();
-      }
-    });
-    p.tx.readLoop(() => {});
-  }
-  await probe(kind, pairs, payload);
-  emit("ready", { pairs: pairs.length });
+  const onDatagram = (b: Uint8Array, c: number, e: number) => {
+    if (e - c < 16) return;
+    const p = pairs[u32(b, c)];
+    if (p === undefined) return;
+    const seq = u32(b, c + 4);
+    if (seq === 0) {
+      p.probed = true;
+      return;
+    }
+    p.received++;
+    delivered++;
+    deliveredBytes += e - c;
+    const now = performance.now();
+    if (measuring && p.lastAt > 0 && now - p.lastAt > p.maxGap) p.maxGap = now - p.lastAt;
+    p.lastAt = now;
+    if (seq > p.acked) p.acked = seq;
+    if (p.wake !== null && p.sent - p.acked <= W - refill) {
+      const w = p.wake;
+      p.wake = null;
+      w();
+    }
+  };
+  for (const rx of new Set(pairs.map((p) => p.rx))) rx.readLoop((_type, b, s, e) => onDatagram(b, s + coff, e));
+  for (const p of pairs) p.tx.readLoop(() => {});
+  await probe(kind, pairs, 64);
+  emit("ready", { pairs: pairs.length, window: W });
 
   let running = true;
-  const frameLen = datagramFrameLen(kind, payload);
-  const pump = async (p: Pair) => {
+  /** Waits for window space; false once the run is over. Gives up a window lost for {@link STALL_MS}. */
+  const stall = { acked: new Map<Pair, { acked: number; at: number }>() };
+  const waitSpace = async (p: Pair): Promise<void> => {
+    // Woken by the receiver, or by the stall ticker below.
+    await new Promise<void>((r) => p.wake = r);
+    const now = performance.now();
+    const seen = stall.acked.get(p) ?? { acked: -1, at: now };
+    if (p.acked !== seen.acked) stall.acked.set(p, { acked: p.acked, at: now });
+    else if (now - seen.at > STALL_MS) {
+      // Everything in flight was dropped: give it up so the pair goes on.
+      p.lost += p.sent - p.acked;
+      p.acked = p.sent;
+      stall.acked.set(p, { acked: p.acked, at: now });
+    }
+  };
+  const pumpBatched = async (p: Pair) => {
+    const frameLen = datagramFrameLen(kind, payload);
     const tmpl = new Uint8Array(MAX_BATCH * frameLen);
     const offs: number[] = [];
     for (let i = 0; i < MAX_BATCH; i++) offs.push(writeDatagramFrame(kind, tmpl, i * frameLen, p.dst, payload));
     const dv = new DataView(tmpl.buffer);
     for (const o of offs) dv.setUint32(o, p.index);
-    let seenAcked = p.acked;
-    let seenAt = performance.now();
     while (running && !p.tx.closed && !p.rx.closed) {
       const space = W - (p.sent - p.acked);
       if (space < refill) {
-        // Woken by the receiver, or by the stall ticker below.
-        await new Promise<void>((r) => p.wake = r);
-        const now = performance.now();
-        if (p.acked !== seenAcked) {
-          seenAcked = p.acked;
-          seenAt = now;
-        } else if (now - seenAt > STALL_MS) {
-          // Everything in flight was dropped: give it up so the pair goes on.
-          p.lost += p.sent - p.acked;
-          p.acked = p.sent;
-          seenAt = now;
-        }
+        await waitSpace(p);
         continue;
       }
       const k = Math.min(space, MAX_BATCH);
@@ -327,6 +394,42 @@ async function runForward(spec: ForwardSpec): Promise<void> {
       await p.tx.write(tmpl.subarray(0, k * frameLen));
     }
   };
+  const pumpUnbatched = async (p: Pair) => {
+    const rand = seeded(0x5eed + p.index);
+    const sizes = Array.from(
+      { length: SIZE_TABLE },
+      () => UNBATCHED_MIN + Math.floor(rand() * (UNBATCHED_MAX - UNBATCHED_MIN + 1)),
+    );
+    // One slot per datagram in flight (and the writes queued behind them): a slot is reused only
+    // after a later datagram of this pair arrived, so its write has completed.
+    const slots = W + 8;
+    const slotLen = datagramFrameLen(kind, UNBATCHED_MAX);
+    const ring = new Uint8Array(slots * slotLen);
+    const dv = new DataView(ring.buffer);
+    let last: Promise<void> = Promise.resolve();
+    while (running && !p.tx.closed && !p.rx.closed) {
+      const space = W - (p.sent - p.acked);
+      if (space < 1) {
+        await last;
+        if (W - (p.sent - p.acked) < 1) await waitSpace(p);
+        continue;
+      }
+      const ts = performance.now();
+      for (let i = 0; i < space; i++) {
+        const seq = ++p.sent;
+        const n = sizes[seq % SIZE_TABLE]!;
+        const at = (seq % slots) * slotLen;
+        const c = writeDatagramFrame(kind, ring, at, p.dst, n);
+        dv.setUint32(c, p.index);
+        dv.setUint32(c + 4, seq);
+        dv.setFloat64(c + 8, ts);
+        // One write call per datagram; LeanConn keeps them in order.
+        last = p.tx.write(ring.subarray(at, at + datagramFrameLen(kind, n)));
+      }
+      await last;
+    }
+  };
+  const pump = shape === "batched" ? pumpBatched : pumpUnbatched;
   const pumps = pairs.map((p) => pump(p).catch(() => {}));
   // One shared ticker (not a timer per wait) lets a pair whose window was lost notice the stall.
   const ticker = setInterval(() => {
@@ -338,12 +441,14 @@ async function runForward(spec: ForwardSpec): Promise<void> {
   }, 100);
   await sleep(spec.warmupMs);
   const d0 = delivered;
+  const b0 = deliveredBytes;
   const e0 = edge(spec.serverPid);
   emit("measure-start");
   measuring = true;
   await sleep(spec.measureMs);
   measuring = false;
   const d1 = delivered;
+  const b1 = deliveredBytes;
   const e1 = edge(spec.serverPid);
   emit("measure-end");
   running = false;
@@ -365,7 +470,8 @@ async function runForward(spec: ForwardSpec): Promise<void> {
     datagrams: d1 - d0,
     seconds: secs,
     dgram_s: (d1 - d0) / secs,
-    mib_s: ((d1 - d0) * payload) / secs / (1 << 20),
+    mib_s: (b1 - b0) / secs / (1 << 20),
+    window: W,
     lost: pairs.reduce((a, p) => a + p.lost, 0),
     undelivered: pairs.reduce((a, p) => a + p.sent - p.acked, 0),
     // Exact count after the drain: datagrams sent and never received (a real loss, not a slow window).
@@ -615,6 +721,80 @@ async function check(
   return { sent, delivered: delivered(), alive };
 }
 
+async function runBusy(spec: BusySpec): Promise<void> {
+  const ids = await identities(spec.count);
+  emit("ready", { keys: ids.length });
+  const conns: (LeanConn | null)[] = new Array(spec.count).fill(null);
+  const kindOf = (i: number): Kind => (spec.first + i) % 2 === 0 ? "derp" : "v2";
+  let next = 0;
+  let failed = 0;
+  let received = 0;
+  const t0 = performance.now();
+  const worker = async () => {
+    while (next < spec.count) {
+      const i = next++;
+      const kind = kindOf(i);
+      try {
+        const c = await dialBounded(spec.port, kind, { id: ids[i]!, confirm: true, bufSize: 1024 });
+        conns[i] = c;
+        // Datagrams arrive as RecvPacket (0.35, type 5) or RelayToClientDatagram (1.x, type 6).
+        const datagramType = kind === "derp" ? 5 : 6;
+        c.readLoop((type) => {
+          if (type === datagramType) received++;
+        });
+      } catch {
+        failed++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: spec.concurrency }, worker));
+  emit("connected", { ok: spec.count - failed, failed, seconds: (performance.now() - t0) / 1000 });
+  // One prebuilt frame per client, to its partner; sent again each second.
+  const frames = conns.map((c, i) => {
+    const partner = i ^ 1;
+    if (c === null || partner >= spec.count) return null;
+    const f = new Uint8Array(datagramFrameLen(c.kind, spec.payload));
+    writeDatagramFrame(c.kind, f, 0, ids[partner]!.pub, spec.payload);
+    return f;
+  });
+  let sent = 0;
+  let running = true;
+  const TICK_MS = 10;
+  const traffic = (async () => {
+    let k = 0;
+    const start = performance.now();
+    while (running) {
+      const due = Math.floor(((performance.now() - start) / 1000) * spec.count);
+      // Bounded: at most one second's worth per tick, however late the timer fires.
+      for (let n = 0; k < due && n < spec.count; n++, k++) {
+        const i = k % spec.count;
+        const f = frames[i];
+        const c = conns[i];
+        if (f && c && !c.closed) {
+          c.write(f).catch(() => {});
+          sent++;
+        }
+      }
+      await sleep(TICK_MS);
+    }
+  })();
+  emit("traffic");
+  const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
+  let buf = "";
+  for await (const chunk of lines) {
+    buf += chunk;
+    if (buf.includes("exit")) break;
+  }
+  running = false;
+  await traffic;
+  // Let the last datagrams arrive (bounded).
+  const end = performance.now() + 1000;
+  while (received < sent && performance.now() < end) await sleep(20);
+  const alive = conns.filter((c) => c !== null && !c.closed).length;
+  for (const c of conns) c?.close();
+  emit("done", { sent, received, alive });
+}
+
 async function main(): Promise<void> {
   const spec = JSON.parse(Deno.args[0] ?? "{}") as Spec;
   switch (spec.mode) {
@@ -626,6 +806,8 @@ async function main(): Promise<void> {
       return await runHandshake(spec);
     case "capacity":
       return await runCapacity(spec);
+    case "busy":
+      return await runBusy(spec);
     default:
       throw new Error(`Unknown mode in spec: ${Deno.args[0]}`);
   }

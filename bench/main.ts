@@ -14,15 +14,18 @@
  * figure. Figures that depend on the machine are ratios against a baseline
  * measured in the same run, because the machine is shared and noisy.
  *
- * 1. `throughput`: 1.x WebSocket path and 0.35 derp path, 1/8/64 pairs,
- *    1,200-byte datagrams, windowed; relay vs `baseline_ws.ts` / `baseline_tcp.ts`.
+ * 1. `throughput` (`forwarding.ts`): 1.x WebSocket path and 0.35 derp path
+ *    against their limit baselines (`baseline_ws_raw.ts`, `baseline_tcp.ts`),
+ *    in three traffic shapes (batched, unbatched, fan-in); `edge`: the relay
+ *    core under `Deno.serve` (`edge_server.ts`) against `baseline_ws.ts`.
  * 2. `latency`: one-way p50/p99/p99.9 at a fixed 5,000 datagrams/s, both
  *    paths, relay vs baseline.
  * 3. `handshake`: authenticated clients per second in a connect storm
- *    (half 0.35, half 1.x, 256 in flight).
+ *    (half 0.35, half 1.x, 256 in flight), on shared cores and pinned.
  * 4. `capacity`: as many idle authenticated clients as the fd limit allows
  *    (≤ 20,000, half each generation), a forwarding check among them, and
- *    relay RSS per client.
+ *    relay RSS per client; `busy` (`busy.ts`): RSS per client with 5,000
+ *    clients each exchanging a datagram per second.
  * 5. `iroh`: real iroh 1.x endpoints (`@number0/iroh`) moving bytes through
  *    the relay only (needs `tests/support/netns.ts`; skipped with a reason
  *    otherwise).
@@ -34,7 +37,7 @@
  * 7. `discovery`: pkarr PUTs per second and UDP DNS queries per second
  *    against a UDP echo baseline (issue 11; `discovery.ts`).
  *
- * Flags: `--quick` (short runs, < 60 s), `--only=throughput,latency,...`,
+ * Flags: `--quick` (short runs, < 90 s), `--only=throughput,latency,...`,
  * `--cpu-prof` (profile the relay per scenario over the inspector; writes
  * `.cpuprofile` files and prints the hottest functions),
  * `--relay-log-level=debug|info|warn|error` (default: the relay's own default, info).
@@ -44,41 +47,54 @@
  * always printed, and the exit code is 1 if any scenario failed.
  */
 
-import { Child, type ChildEvent, cpuSeconds, fdLimit, loadAverage, raiseFdLimit, rssKiB } from "./_proc.ts";
+import { Child, cpuSeconds, fdLimit, loadAverage, raiseFdLimit, rssKiB, setAffinity } from "./_proc.ts";
 import { type HotFunction, hotFunctions, Inspector, inspectorUrl } from "./_profile.ts";
+import { type CapacitySpec, type HandshakeSpec, type LatencySpec, quantile } from "./loadgen.ts";
 import {
-  type CapacitySpec,
-  type ForwardSpec,
-  type HandshakeSpec,
-  type LatencySpec,
-  quantile,
-  type Spec,
-} from "./loadgen.ts";
+  ALL_CHILDREN,
+  BENCH_DIR,
+  DENO,
+  type Figure,
+  fmt,
+  guarded,
+  type Measured,
+  measured,
+  metric,
+  num,
+  pad,
+  type RelayProc,
+  ROOT_DIR,
+  round,
+  type RunContext,
+  Scope,
+  scrape,
+  verdict,
+} from "./_harness.ts";
+import { forwardingScenarios, forwardingTable } from "./forwarding.ts";
+import { busyScenario, busyTable } from "./busy.ts";
 import { runIrohBulk } from "./iroh_bulk.ts";
 import { RedisServer } from "../tests/support/redis_server.ts";
 import { DISCOVERY_TARGETS, runDiscoveryBench } from "./discovery.ts";
 
 /** The scenarios, in run order. */
-const SCENARIOS = ["throughput", "latency", "handshake", "iroh", "mesh", "capacity", "discovery"] as const;
+const SCENARIOS = [
+  "throughput",
+  "latency",
+  "edge",
+  "handshake",
+  "iroh",
+  "mesh",
+  "capacity",
+  "busy",
+  "discovery",
+] as const;
 /** A scenario name. */
 type Scenario = typeof SCENARIOS[number];
 
 /** Run lengths and sizes; see {@link PLANS}. */
 interface Plan {
-  pairs: number[];
-  window: number;
+  /** Datagram contents of the mesh latency runs, bytes. */
   payload: number;
-  fwdWarmupMs: number;
-  fwdMeasureMs: number;
-  /** Throughput runs per configuration and side; the best counts (noise only ever slows a run down). */
-  rounds: number;
-  latPairs: number;
-  latRate: number;
-  latWarmupMs: number;
-  /** Measuring time per round and side, ms. */
-  latMeasureMs: number;
-  /** Latency rounds per side, alternating which side goes first; samples are pooled. */
-  latRounds: number;
   hsTotal: number;
   hsMaxMs: number;
   hsConcurrency: number;
@@ -96,20 +112,10 @@ interface Plan {
   scenarioTimeoutMs: Record<Scenario, number>;
 }
 
-/** Full and quick plans. Full stays under 5 minutes on 2 cores, quick under 60 s. */
+/** Full and quick plans (the forwarding plans are in `forwarding.ts`). Full: about 7 minutes on 2 cores, quick: under 90 s. */
 const PLANS: Record<"full" | "quick", Plan> = {
   full: {
-    pairs: [1, 8, 64],
-    window: 256,
     payload: 1200,
-    fwdWarmupMs: 1000,
-    fwdMeasureMs: 3000,
-    rounds: 2,
-    latPairs: 8,
-    latRate: 5000,
-    latWarmupMs: 500,
-    latMeasureMs: 1500,
-    latRounds: 4,
     hsTotal: 25_000,
     hsMaxMs: 5000,
     hsConcurrency: 256,
@@ -123,27 +129,19 @@ const PLANS: Record<"full" | "quick", Plan> = {
     meshMeasureMs: 1500,
     meshRounds: 2,
     scenarioTimeoutMs: {
-      throughput: 200_000,
-      latency: 60_000,
-      handshake: 40_000,
+      throughput: 0, // computed from the forwarding plan (forwarding.ts)
+      latency: 0,
+      edge: 0,
+      handshake: 60_000,
       iroh: 90_000,
       mesh: 90_000,
       capacity: 120_000,
+      busy: 90_000,
       discovery: 120_000,
     },
   },
   quick: {
-    pairs: [1, 8, 64],
-    window: 256,
     payload: 1200,
-    fwdWarmupMs: 300,
-    fwdMeasureMs: 1000,
-    rounds: 1,
-    latPairs: 8,
-    latRate: 5000,
-    latWarmupMs: 300,
-    latMeasureMs: 700,
-    latRounds: 2,
     hsTotal: 4000,
     hsMaxMs: 1500,
     hsConcurrency: 256,
@@ -157,23 +155,23 @@ const PLANS: Record<"full" | "quick", Plan> = {
     meshMeasureMs: 500,
     meshRounds: 1,
     scenarioTimeoutMs: {
-      throughput: 40_000,
-      latency: 20_000,
-      handshake: 15_000,
+      throughput: 0,
+      latency: 0,
+      edge: 0,
+      handshake: 20_000,
       iroh: 30_000,
       mesh: 30_000,
       capacity: 30_000,
+      busy: 30_000,
       discovery: 45_000,
     },
   },
 };
 
-/** Targets from issue 5. */
+/** Targets from issues 5 and 14 (the forwarding and busy targets live in their scenario files). */
 const TARGETS = {
-  wsRatio: 0.9,
-  derpRatio: 0.85,
-  p99Ratio: 1.2,
-  kibPerClient: 24,
+  kibPerClient: 16,
+  handshakeCpuUs: 150,
   handshakesPerS: 5000,
   clients: 20_000,
 };
@@ -186,12 +184,6 @@ interface Options {
   relayLogLevel: string | null;
 }
 
-/** A figure in the JSON line. */
-type Figure = number | string | boolean | null | string[] | Record<string, string>;
-
-const BENCH_DIR = new URL(".", import.meta.url).pathname;
-const ROOT_DIR = new URL("../", import.meta.url).pathname;
-const DENO = Deno.execPath();
 /** Most clients one load-generator process holds; its children inherit our fd limit, so stay well below it. */
 const CLIENTS_PER_GEN = Math.max(100, Math.min(10_000, Math.floor((fdLimit("self").soft - 200) / 2)));
 /** Descriptors the relay keeps for itself beyond clients (runtime, listeners, log file): measured ~30, kept generous. */
@@ -223,49 +215,8 @@ export function parseOptions(args: string[]): Options {
   return o;
 }
 
-/** Every child ever started, so an interrupt can kill what is left. */
-const ALL_CHILDREN = new Set<Child>();
-
-/** Children started by one scenario; all stopped when it ends, however it ends. */
-class Scope {
-  readonly #children: Child[] = [];
-
-  /** Starts a Deno script of `bench/` with the given permissions. */
-  deno(
-    name: string,
-    script: string,
-    perms: string[],
-    args: string[],
-    opts: { stderrFile?: string; stdin?: boolean } = {},
-  ): Child {
-    const c = Child.spawn(DENO, ["run", ...perms, BENCH_DIR + script, ...args], { name, cwd: ROOT_DIR, ...opts });
-    this.#children.push(c);
-    ALL_CHILDREN.add(c);
-    return c;
-  }
-
-  /** Stops `c` with the others (a child started some other way). */
-  adopt(c: Child): void {
-    this.#children.push(c);
-    ALL_CHILDREN.add(c);
-  }
-
-  /** Stops every child. */
-  async close(): Promise<void> {
-    await Promise.allSettled(this.#children.map((c) => c.stop()));
-  }
-}
-
-/** A running relay process. */
-interface RelayProc {
-  child: Child;
-  port: number;
-  metricsPort: number;
-  inspector: Inspector | null;
-}
-
 /** Everything one benchmark run collects. */
-class Run {
+class Run implements RunContext {
   readonly opts: Options;
   readonly plan: Plan;
   readonly fig: Record<string, Figure> = {};
@@ -337,211 +288,15 @@ class Run {
   }
 }
 
-/** One measured load-generator run: its result and the CPU each side used while it measured. */
-interface Measured {
-  res: ChildEvent;
-  /** Server CPU seconds in the measuring window. */
-  serverCpu: number;
-  /** Load generator CPU seconds in the measuring window. */
-  genCpu: number;
-  /** Wall seconds of the measuring window. */
-  wall: number;
-}
-
 /**
- * Runs a load generator to completion. It reads its own and the server's
- * CPU time from `/proc` at the exact edges of its measuring window.
+ * Scenario 5 of the issue: the connect storm, twice. First as before (both
+ * sides share the two cores: `handshake_shared_*`, `handshakes_per_s_shared`
+ * is the old `handshakes_per_s`), then with the relay pinned to CPU 0 and the
+ * load generator to CPU 1 (`taskset`; other processes on the machine are not
+ * pinned away): `handshakes_per_s`, `handshake_cpu_us` (issue 14). If pinning
+ * fails, the headline figures come from the shared run and `handshake_pinned`
+ * says why.
  */
-async function measured(
-  scope: Scope,
-  name: string,
-  spec: Spec,
-  serverPid: number,
-  timeoutMs: number,
-): Promise<Measured> {
-  const gen = scope.deno(name, "loadgen.ts", ["-A"], [JSON.stringify({ ...spec, serverPid })]);
-  try {
-    const res = await gen.waitEvent("result", timeoutMs);
-    return { res, serverCpu: num(res.server_cpu_s), genCpu: num(res.gen_cpu_s), wall: num(res.wall_s) };
-  } finally {
-    await gen.stop();
-  }
-}
-
-/** Reads the relay's OpenMetrics text. */
-async function scrape(port: number): Promise<string> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5000) });
-    return await res.text();
-  } catch (e) {
-    throw new Error(`relay metrics endpoint 127.0.0.1:${port} did not answer: ${(e as Error).message}`);
-  }
-}
-
-/** A counter or gauge value from OpenMetrics text (sum over label sets), or NaN. */
-function metric(text: string, name: string): number {
-  let sum = NaN;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, "gm"))) {
-    sum = (isNaN(sum) ? 0 : sum) + Number(m[1]);
-  }
-  return sum;
-}
-
-/** A JSON figure as a number; null (how JSON carries NaN) and absent values are NaN, not 0. */
-const num = (v: unknown): number => (typeof v === "number" ? v : v === null || v === undefined ? NaN : Number(v));
-const round = (v: number, digits = 2): number => (Number.isFinite(v) ? Number(v.toFixed(digits)) : NaN);
-const geomean = (xs: number[]): number => Math.exp(xs.reduce((a, x) => a + Math.log(x), 0) / xs.length);
-
-/** Scenarios 1 and 2 (and the latency runs of 3) for one path, against its baseline. */
-async function pathScenarios(
-  run: Run,
-  relay: RelayProc,
-  path: "ws" | "derp",
-  want: { throughput: boolean; latency: boolean },
-): Promise<void> {
-  // The baseline lives as long as the path; each guarded part has its own scope for load generators.
-  const baseScope = new Scope();
-  const p = run.plan;
-  const relayKind = path === "ws" ? "v2" : "derp";
-  const baseKind = path === "ws" ? "base-ws" : "base-tcp";
-  try {
-    const base = baseScope.deno(
-      `baseline-${path}`,
-      path === "ws" ? "baseline_ws.ts" : "baseline_tcp.ts",
-      ["--allow-net"],
-      [],
-    );
-    const basePort = Number((await base.waitEvent("listening", 20_000)).port);
-    if (want.throughput) {
-      await guarded(run, `throughput-${path}`, p.scenarioTimeoutMs.throughput / 2, async (scope) => {
-        const ratios: number[] = [];
-        for (const n of p.pairs) {
-          const best: Record<"relay" | "base", Measured | null> = { relay: null, base: null };
-          let dropped = 0;
-          for (let r = 0; r < p.rounds; r++) {
-            // Alternate which side goes first, so drift in background load hits both alike.
-            const order: ("relay" | "base")[] = r % 2 === 0 ? ["base", "relay"] : ["relay", "base"];
-            for (const side of order) {
-              const spec: ForwardSpec = {
-                mode: "forward",
-                port: side === "relay" ? relay.port : basePort,
-                kind: side === "relay" ? relayKind : baseKind,
-                pairs: n,
-                window: p.window,
-                payload: p.payload,
-                warmupMs: p.fwdWarmupMs,
-                measureMs: p.fwdMeasureMs,
-              };
-              const before = side === "relay"
-                ? metric(await scrape(relay.metricsPort), "relayserver_send_packets_dropped_total")
-                : 0;
-              const serverPid = side === "relay" ? relay.child.pid : base.pid;
-              const m = side === "relay" && n === p.pairs[p.pairs.length - 1] && r === 0
-                ? await run.profiled(
-                  relay,
-                  `throughput-${path}-${n}`,
-                  () => measured(scope, `loadgen-${path}-${side}-${n}`, spec, serverPid, 30_000),
-                )
-                : await measured(scope, `loadgen-${path}-${side}-${n}`, spec, serverPid, 30_000);
-              if (side === "relay") {
-                dropped += metric(await scrape(relay.metricsPort), "relayserver_send_packets_dropped_total") - before;
-              }
-              if (!best[side] || num(m.res.dgram_s) > num(best[side]!.res.dgram_s)) best[side] = m;
-            }
-          }
-          const rel = best.relay!, bas = best.base!;
-          const ratio = num(rel.res.dgram_s) / num(bas.res.dgram_s);
-          ratios.push(ratio);
-          const f = run.fig;
-          f[`${path}_relay_dgram_s_${n}`] = Math.round(num(rel.res.dgram_s));
-          f[`${path}_base_dgram_s_${n}`] = Math.round(num(bas.res.dgram_s));
-          f[`${path}_relay_mib_s_${n}`] = round(num(rel.res.mib_s), 1);
-          f[`${path}_base_mib_s_${n}`] = round(num(bas.res.mib_s), 1);
-          f[`${path}_ratio_${n}`] = round(ratio, 3);
-          f[`${path}_relay_cpu_us_per_dgram_${n}`] = round(
-            (rel.serverCpu * 1e6) / (num(rel.res.dgram_s) * rel.wall),
-            2,
-          );
-          f[`${path}_base_cpu_us_per_dgram_${n}`] = round((bas.serverCpu * 1e6) / (num(bas.res.dgram_s) * bas.wall), 2);
-          f[`${path}_relay_cpu_pct_${n}`] = Math.round((100 * rel.serverCpu) / rel.wall);
-          f[`${path}_base_cpu_pct_${n}`] = Math.round((100 * bas.serverCpu) / bas.wall);
-          f[`${path}_gen_cpu_pct_relay_${n}`] = Math.round((100 * rel.genCpu) / rel.wall);
-          f[`${path}_gen_cpu_pct_base_${n}`] = Math.round((100 * bas.genCpu) / bas.wall);
-          f[`${path}_relay_dropped_${n}`] = dropped;
-          // Per side: a window given up after a 1 s stall (CPU starvation or a real loss).
-          f[`${path}_relay_lost_${n}`] = num(rel.res.lost);
-          f[`${path}_base_lost_${n}`] = num(bas.res.lost);
-          f[`${path}_undelivered_${n}`] = num(rel.res.undelivered) + num(bas.res.undelivered);
-          f[`${path}_relay_missing_${n}`] = num(rel.res.missing);
-          f[`${path}_relay_max_gap_ms_${n}`] = num(rel.res.max_gap_ms);
-          f[`${path}_base_max_gap_ms_${n}`] = num(bas.res.max_gap_ms);
-          f[`${path}_base_missing_${n}`] = num(bas.res.missing);
-        }
-        run.fig[`${path}_ratio`] = round(geomean(ratios), 3);
-        run.fig[`${path}_ratio_min`] = round(Math.min(...ratios), 3);
-      });
-    }
-    if (want.latency) {
-      await guarded(run, `latency-${path}`, p.scenarioTimeoutMs.latency / 2, async (scope) => {
-        // Alternate sides in short rounds and pool the samples, so background load hits both alike.
-        const pooled = { base: [] as number[], relay: [] as number[] };
-        const sums = {
-          base: { sent: 0, received: 0, cpu: 0, wall: 0 },
-          relay: { sent: 0, received: 0, cpu: 0, wall: 0 },
-        };
-        for (let r = 0; r < p.latRounds; r++) {
-          const order: ("relay" | "base")[] = r % 2 === 0 ? ["base", "relay"] : ["relay", "base"];
-          for (const side of order) {
-            const spec: LatencySpec = {
-              mode: "latency",
-              port: side === "relay" ? relay.port : basePort,
-              kind: side === "relay" ? relayKind : baseKind,
-              pairs: p.latPairs,
-              rate: p.latRate,
-              payload: p.payload,
-              warmupMs: p.latWarmupMs,
-              measureMs: p.latMeasureMs,
-            };
-            const m = await measured(
-              scope,
-              `latency-${path}-${side}`,
-              spec,
-              side === "relay" ? relay.child.pid : base.pid,
-              30_000,
-            );
-            for (const us of m.res.samples_us as number[]) pooled[side].push(us / 1000);
-            const t = sums[side];
-            t.sent += num(m.res.sent);
-            t.received += num(m.res.received);
-            t.cpu += m.serverCpu;
-            t.wall += m.wall;
-          }
-        }
-        const out: Record<string, number> = {};
-        const f = run.fig;
-        for (const side of ["base", "relay"] as const) {
-          const sorted = pooled[side].sort((a, b) => a - b);
-          for (const [q, v] of [["p50", 0.5], ["p99", 0.99], ["p999", 0.999]] as const) {
-            f[`lat_${path}_${side}_${q}_ms`] = round(quantile(sorted, v), 3);
-          }
-          out[side] = quantile(sorted, 0.99);
-          out[`${side}_p50`] = quantile(sorted, 0.5);
-          const t = sums[side];
-          f[`lat_${path}_${side}_rate`] = Math.round(t.sent / t.wall);
-          f[`lat_${path}_${side}_delivered`] = `${t.received}/${t.sent}`;
-          f[`lat_${path}_${side}_cpu_pct`] = Math.round((100 * t.cpu) / t.wall);
-        }
-        run.fig[`p99_ratio_${path}`] = round(out.relay! / out.base!, 3);
-        // p50 is far less exposed to scheduling noise than p99: a steadier view of the added latency.
-        run.fig[`p50_ratio_${path}`] = round(out.relay_p50! / out.base_p50!, 3);
-      });
-    }
-  } finally {
-    await baseScope.close();
-  }
-}
-
-/** Scenario 5 of the issue: the connect storm. */
 async function handshakeScenario(run: Run, relay: RelayProc, scope: Scope): Promise<void> {
   const p = run.plan;
   const spec: HandshakeSpec = {
@@ -551,23 +306,51 @@ async function handshakeScenario(run: Run, relay: RelayProc, scope: Scope): Prom
     concurrency: p.hsConcurrency,
     maxMs: p.hsMaxMs,
   };
-  const m = await run.profiled(
-    relay,
-    "handshake",
-    () => measured(scope, "loadgen-handshake", spec, relay.child.pid, p.scenarioTimeoutMs.handshake),
-  );
   const f = run.fig;
-  const ok = num(m.res.ok);
-  f.handshakes_per_s = Math.round(num(m.res.per_s));
-  f.handshake_ok = ok;
-  f.handshake_failed = num(m.res.failed);
-  f.handshake_p50_ms = round(num(m.res.p50_ms), 1);
-  f.handshake_p99_ms = round(num(m.res.p99_ms), 1);
-  f.handshake_relay_cpu_pct = Math.round((100 * m.serverCpu) / m.wall);
-  f.handshake_gen_cpu_pct = Math.round((100 * m.genCpu) / m.wall);
-  f.handshake_relay_cpu_us_each = ok ? Math.round((m.serverCpu * 1e6) / (num(m.res.per_s) * m.wall)) : null;
-  if ((m.res.errors as string[]).length) f.handshake_errors = m.res.errors as string[];
-  if (ok === 0) throw new Error(`no handshake succeeded: ${(m.res.errors as string[]).join("; ")}`);
+  const storm = async (label: string, cpus?: string): Promise<Measured> => {
+    const m = await run.profiled(
+      relay,
+      label,
+      () =>
+        measured(scope, `loadgen-${label}`, spec, relay.child.pid, p.scenarioTimeoutMs.handshake / 2, {
+          ...(cpus !== undefined ? { cpus } : {}),
+        }),
+    );
+    if ((m.res.errors as string[]).length) f[`${label.replace("-", "_")}_errors`] = m.res.errors as string[];
+    if (num(m.res.ok) === 0) throw new Error(`no handshake succeeded: ${(m.res.errors as string[]).join("; ")}`);
+    return m;
+  };
+  const figures = (m: Measured, prefix: string) => {
+    const ok = num(m.res.ok);
+    f[`${prefix}_ok`] = ok;
+    f[`${prefix}_failed`] = num(m.res.failed);
+    f[`${prefix}_p50_ms`] = round(num(m.res.p50_ms), 1);
+    f[`${prefix}_p99_ms`] = round(num(m.res.p99_ms), 1);
+    f[`${prefix}_relay_cpu_pct`] = Math.round((100 * m.serverCpu) / m.wall);
+    f[`${prefix}_gen_cpu_pct`] = Math.round((100 * m.genCpu) / m.wall);
+    return { perS: Math.round(num(m.res.per_s)), cpuUs: Math.round((m.serverCpu * 1e6) / ok) };
+  };
+  const shared = figures(await storm("handshake-shared"), "handshake_shared");
+  f.handshakes_per_s_shared = shared.perS;
+  f.handshake_shared_cpu_us = shared.cpuUs;
+  const cores = navigator.hardwareConcurrency;
+  const pinErr = cores < 2 ? `${cores} CPU` : await setAffinity(relay.child.pid, "0");
+  if (pinErr !== null) {
+    f.handshake_pinned = `no: ${pinErr}`;
+    f.handshakes_per_s = shared.perS;
+    f.handshake_cpu_us = shared.cpuUs;
+    return;
+  }
+  try {
+    const pinned = figures(await storm("handshake", "1"), "handshake");
+    f.handshake_pinned = "relay on CPU 0, load generator on CPU 1";
+    f.handshakes_per_s = pinned.perS;
+    f.handshake_cpu_us = pinned.cpuUs;
+    // The old name of the per-handshake cost.
+    f.handshake_relay_cpu_us_each = pinned.cpuUs;
+  } finally {
+    await setAffinity(relay.child.pid, `0-${cores - 1}`);
+  }
 }
 
 /** Scenario 4 of the issue: idle clients, memory per client, forwarding among them. */
@@ -765,55 +548,7 @@ async function meshScenario(run: Run, scope: Scope): Promise<void> {
   }
 }
 
-/**
- * Runs `fn` with a time limit; a failure or timeout is recorded under `name`
- * and does not stop the run. `fn` starts its processes in the scope it is
- * given, which is closed when it ends or times out: killing its children
- * makes a timed-out `fn` fail fast instead of running on in the background.
- */
-async function guarded(run: Run, name: string, timeoutMs: number, fn: (scope: Scope) => Promise<void>): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const t0 = performance.now();
-  const scope = new Scope();
-  const work = fn(scope);
-  try {
-    await Promise.race([
-      work,
-      new Promise<never>((_, rej) =>
-        timer = setTimeout(() => rej(new Error(`timed out after ${Math.round(timeoutMs / 1000)} s`)), timeoutMs)
-      ),
-    ]);
-  } catch (e) {
-    run.errors[name] = (e as Error).message;
-    console.error(`bench: ${name} failed: ${(e as Error).message}`);
-  } finally {
-    clearTimeout(timer);
-    await scope.close();
-    // A timed-out `fn` now fails on its dead children; wait (bounded) so it cannot touch the next scenario.
-    await Promise.race([work.catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
-    run.fig[`seconds_${name}`] = round((performance.now() - t0) / 1000, 1);
-  }
-}
-
 // ---------------------------------------------------------------- report
-
-function pad(s: string | number, n: number): string {
-  const t = String(s);
-  return t.length >= n ? t : " ".repeat(n - t.length) + t;
-}
-
-function fmt(v: Figure | undefined, digits = 0): string {
-  if (v === undefined || v === null) return "-";
-  if (typeof v === "number") {
-    if (!Number.isFinite(v)) return "-";
-    return v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-  }
-  return String(v);
-}
-
-function verdict(v: Figure | undefined, ok: (x: number) => boolean): string {
-  return typeof v === "number" && Number.isFinite(v) ? (ok(v) ? "ok" : "MISS") : "-";
-}
 
 /** Renders the human-readable table. */
 function table(run: Run): string {
@@ -828,93 +563,32 @@ function table(run: Run): string {
   out.push("Shared, noisy machine: compare ratios, not absolute numbers.");
   out.push("");
   const has = (k: string) => f[k] !== undefined && f[k] !== null;
-  if (p.pairs.some((n) => has(`ws_ratio_${n}`) || has(`derp_ratio_${n}`))) {
-    out.push(
-      `1+2. Forwarding throughput: ${p.payload}-byte datagrams, window ${p.window}/pair, ${
-        p.fwdMeasureMs / 1000
-      } s per run, best of ${p.rounds}`,
-    );
-    out.push(
-      "path  pairs  relay dgram/s   MiB/s   base dgram/s   MiB/s   ratio  target   relay µs CPU/dgram  base µs CPU/dgram  relay CPU%  gen CPU%",
-    );
-    for (const path of ["ws", "derp"] as const) {
-      if (!p.pairs.some((n) => has(`${path}_ratio_${n}`))) continue;
-      const target = path === "ws" ? TARGETS.wsRatio : TARGETS.derpRatio;
-      for (const n of p.pairs) {
-        const r = f[`${path}_ratio_${n}`];
-        out.push(
-          [
-            pad(path, 4),
-            pad(n, 6),
-            pad(fmt(f[`${path}_relay_dgram_s_${n}`]), 14),
-            pad(fmt(f[`${path}_relay_mib_s_${n}`], 1), 7),
-            pad(fmt(f[`${path}_base_dgram_s_${n}`]), 14),
-            pad(fmt(f[`${path}_base_mib_s_${n}`], 1), 7),
-            pad(fmt(r, 3), 7),
-            pad(`≥${target} ${verdict(r, (x) => x >= target)}`, 9),
-            pad(fmt(f[`${path}_relay_cpu_us_per_dgram_${n}`], 2), 19),
-            pad(fmt(f[`${path}_base_cpu_us_per_dgram_${n}`], 2), 18),
-            pad(fmt(f[`${path}_relay_cpu_pct_${n}`]), 11),
-            pad(fmt(f[`${path}_gen_cpu_pct_relay_${n}`]), 9),
-          ].join(" "),
-        );
-      }
-      out.push(
-        `      ${path}_ratio (geometric mean) ${fmt(f[`${path}_ratio`], 3)}, min ${fmt(f[`${path}_ratio_min`], 3)}`,
-      );
-    }
-    out.push("");
-  }
-  if (has("p99_ratio_ws") || has("p99_ratio_derp")) {
-    out.push(
-      `3. One-way latency at ${p.latRate.toLocaleString("en-US")} datagrams/s over ${p.latPairs} pairs, ` +
-        `${p.latRounds} alternating rounds of ${p.latMeasureMs / 1000} s per side, samples pooled`,
-    );
-    out.push("path  server    p50 ms   p99 ms  p99.9 ms  delivered     server CPU%");
-    for (const path of ["ws", "derp"] as const) {
-      if (!has(`p99_ratio_${path}`)) continue;
-      for (const side of ["relay", "base"] as const) {
-        out.push(
-          [
-            pad(path, 4),
-            side === "relay" ? " relay   " : " baseline",
-            pad(fmt(f[`lat_${path}_${side}_p50_ms`], 3), 8),
-            pad(fmt(f[`lat_${path}_${side}_p99_ms`], 3), 8),
-            pad(fmt(f[`lat_${path}_${side}_p999_ms`], 3), 9),
-            pad(fmt(f[`lat_${path}_${side}_delivered`]), 13),
-            pad(fmt(f[`lat_${path}_${side}_cpu_pct`]), 11),
-          ].join(" "),
-        );
-      }
-      const r = f[`p99_ratio_${path}`];
-      out.push(
-        `      p99_ratio_${path} ${fmt(r, 3)} (target ≤ ${TARGETS.p99Ratio}: ${
-          verdict(r, (x) => x <= TARGETS.p99Ratio)
-        }), p50_ratio_${path} ${fmt(f[`p50_ratio_${path}`], 3)}`,
-      );
-    }
-    out.push("");
-  }
+  out.push(...forwardingTable(run));
   if (has("handshakes_per_s")) {
     const r = f.handshakes_per_s;
+    const c = f.handshake_cpu_us;
     out.push(`5. Handshake storm: ${p.hsConcurrency} in flight, half 0.35 / half 1.x, connect → authenticated → close`);
     out.push(
-      `   ${fmt(r)} handshakes/s (target ≥ ${TARGETS.handshakesPerS}: ${
+      `   pinned (${f.handshake_pinned}): ${fmt(r)} handshakes/s (target ≥ ${TARGETS.handshakesPerS}: ${
         verdict(r, (x) => x >= TARGETS.handshakesPerS)
-      }); ` +
-        `${fmt(f.handshake_ok)} ok, ${fmt(f.handshake_failed)} failed; p50 ${fmt(f.handshake_p50_ms, 1)} ms, p99 ${
-          fmt(f.handshake_p99_ms, 1)
-        } ms; ` +
-        `relay CPU ${fmt(f.handshake_relay_cpu_pct)}% (${
-          fmt(f.handshake_relay_cpu_us_each)
-        } µs each), load generator CPU ${fmt(f.handshake_gen_cpu_pct)}%`,
+      }), relay ${fmt(c)} µs CPU each (target ≤ ${TARGETS.handshakeCpuUs}: ${
+        verdict(c, (x) => x <= TARGETS.handshakeCpuUs)
+      }); ${fmt(f.handshake_ok)} ok, ${fmt(f.handshake_failed)} failed; p50 ${fmt(f.handshake_p50_ms, 1)} ms, p99 ${
+        fmt(f.handshake_p99_ms, 1)
+      } ms; relay CPU ${fmt(f.handshake_relay_cpu_pct)}%, load generator CPU ${fmt(f.handshake_gen_cpu_pct)}%`,
+    );
+    out.push(
+      `   shared cores: ${fmt(f.handshakes_per_s_shared)} handshakes/s, relay ${fmt(f.handshake_shared_cpu_us)} µs ` +
+        `CPU each; ${fmt(f.handshake_shared_ok)} ok, ${fmt(f.handshake_shared_failed)} failed; relay CPU ${
+          fmt(f.handshake_shared_relay_cpu_pct)
+        }%, load generator CPU ${fmt(f.handshake_shared_gen_cpu_pct)}%`,
     );
     out.push("");
   }
   if (has("clients")) {
     const k = f.kib_per_client;
-    // The memory target is stated at 20,000 clients; fixed costs dominate a small quick run.
-    const atScale = num(f.clients) >= 0.9 * TARGETS.clients;
+    // The memory target is stated at the largest count the fd limit allows; fixed costs dominate a small quick run.
+    const atScale = num(f.clients) >= 0.9 * Math.min(TARGETS.clients, num(f.fd_limit) - RELAY_FD_RESERVE);
     const kibVerdict = atScale ? verdict(k, (x) => x <= TARGETS.kibPerClient) : `n/a at ${fmt(f.clients)} clients`;
     out.push(`4. Capacity: idle authenticated clients, half 0.35 / half 1.x`);
     out.push(
@@ -929,11 +603,12 @@ function table(run: Run): string {
       `   relay RSS ${fmt(f.capacity_rss_before_mib, 1)} → ${fmt(f.capacity_rss_after_mib, 1)} MiB: ${
         fmt(k, 2)
       } KiB per client ` +
-        `(target ≤ ${TARGETS.kibPerClient} at ${TARGETS.clients.toLocaleString("en-US")}: ${kibVerdict}); ` +
+        `(target ≤ ${TARGETS.kibPerClient} at the most clients the fd limit allows: ${kibVerdict}); ` +
         `forwarding check ${fmt(f.capacity_check_delivered)}/${fmt(f.capacity_check_sent)} delivered`,
     );
     out.push("");
   }
+  out.push(...busyTable(run));
   if (has("iroh_status")) {
     out.push(`6. Real iroh 1.x bulk transfer through the relay only (informational)`);
     out.push(
@@ -1047,7 +722,7 @@ export async function main(args: string[]): Promise<number> {
 
   const shared = new Scope();
   let relay: RelayProc | null = null;
-  const needShared = want("throughput") || want("latency") || want("handshake") || want("iroh");
+  const needShared = want("throughput") || want("latency") || want("edge") || want("handshake") || want("iroh");
   const cpu0 = { relay: NaN };
   try {
     if (needShared) {
@@ -1059,11 +734,12 @@ export async function main(args: string[]): Promise<number> {
       }
     }
     if (relay) {
-      for (const path of ["ws", "derp"] as const) {
-        if (!want("throughput") && !want("latency")) break;
-        console.log(`bench: ${path} path: throughput and latency vs baseline…`);
-        await pathScenarios(run, relay, path, { throughput: want("throughput"), latency: want("latency") })
-          .catch((e) => run.errors[`baseline-${path}`] = (e as Error).message);
+      if (want("throughput") || want("latency") || want("edge")) {
+        await forwardingScenarios(run, relay, {
+          throughput: want("throughput"),
+          latency: want("latency"),
+          edge: want("edge"),
+        }).catch((e) => run.errors.forwarding = (e as Error).message);
       }
       if (want("handshake")) {
         console.log("bench: handshake storm…");
@@ -1120,6 +796,10 @@ export async function main(args: string[]): Promise<number> {
       console.log("bench: capacity…");
       await guarded(run, "capacity", run.plan.scenarioTimeoutMs.capacity, (scope) => capacityScenario(run, scope));
     }
+    if (want("busy")) {
+      console.log("bench: busy clients…");
+      await guarded(run, "busy", run.plan.scenarioTimeoutMs.busy, (scope) => busyScenario(run, scope));
+    }
   } finally {
     await shared.close();
   }
@@ -1131,12 +811,18 @@ export async function main(args: string[]): Promise<number> {
   for (
     const k of [
       "ws_ratio",
+      "ws_ratio_min",
       "derp_ratio",
+      "derp_ratio_min",
+      "edge_ratio",
+      "edge_ratio_min",
       "p99_ratio_ws",
       "p99_ratio_derp",
       "clients",
       "kib_per_client",
+      "kib_per_busy_client",
       "handshakes_per_s",
+      "handshake_cpu_us",
       "iroh_bulk_mib_s",
       "mesh_redis_p50_ms",
       "mesh_redis_p99_ms",

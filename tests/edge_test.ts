@@ -55,3 +55,48 @@ Deno.test("edge handler refuses the derp upgrade with an explanation", async () 
     assert.equal(ping.headers.get("access-control-allow-origin"), "*");
   });
 });
+
+Deno.test("edge handler: bursts of datagrams arrive intact and in order (send buffers are not reused early)", async () => {
+  // The runtime WebSocket sender hands the client's write buffer to `send` without copying it
+  // and the client reuses that buffer as soon as the write returns: this holds only because
+  // Deno copies in `send`. A burst makes the reuse happen while earlier frames are queued.
+  await withEdge(async (port) => {
+    const [a, b] = await Promise.all([connectClient(port, "v2"), connectClient(port, "ws035")]);
+    try {
+      await a.ping();
+      await b.ping();
+      const bursts = 4;
+      const perBurst = 200;
+      for (const [from, to] of [[a, b], [b, a]] as const) {
+        for (let k = 0; k < bursts; k++) {
+          const frames: Uint8Array[] = [];
+          for (let i = 0; i < perBurst; i++) {
+            const seq = k * perBurst + i;
+            const data = new Uint8Array(1000).fill(seq & 0xff);
+            new DataView(data.buffer).setUint32(0, seq);
+            frames.push(
+              from.frame(
+                from.kind === "ws035"
+                  ? { type: "SendPacket", dstKey: to.publicKey, packet: data }
+                  : { type: "ClientToRelayDatagram", dstKey: to.publicKey, ecn: 0, contents: data },
+              ),
+            );
+          }
+          const all = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
+          frames.reduce((off, f) => (all.set(f, off), off + f.length), 0);
+          await from.writeRaw(all);
+          for (let i = 0; i < perBurst; i++) {
+            const seq = k * perBurst + i;
+            const got = (await to.recv()).data;
+            assert.equal(got.length, 1000);
+            assert.equal(new DataView(got.buffer, got.byteOffset).getUint32(0), seq, `${from.kind} datagram ${seq}`);
+            assert.ok(got.subarray(4).every((v) => v === (seq & 0xff)), `${from.kind} datagram ${seq} intact`);
+          }
+        }
+      }
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});

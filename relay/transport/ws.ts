@@ -15,7 +15,7 @@
  */
 
 import type { Client, FrameSender } from "../server/client.ts";
-import { MESSAGES, splitMessages } from "../proto/framing.ts";
+import { MESSAGES } from "../proto/framing.ts";
 import { type Generation, messageType } from "../proto/generation.ts";
 import type { RelayCore } from "../server/relay_core.ts";
 
@@ -50,12 +50,17 @@ class WebSocketSender implements FrameSender {
   }
 
   async write(bytes: Uint8Array): Promise<void> {
-    for (const body of splitMessages(bytes)) {
-      if (this.#ws.readyState !== WebSocket.OPEN) throw new Error("WebSocket is not open");
-      // A copy: the client reuses `bytes` once this promise settles, and `send` may queue.
-      this.#ws.send(body.slice());
+    const ws = this.#ws;
+    // MESSAGES framing (`[body len u32 BE][body]`), split in place. No copy of our own: Deno's
+    // `send` copies the bytes before it returns (tests/edge_test.ts checks this with a burst that
+    // would arrive corrupted otherwise), and the client reuses `bytes` only after we return.
+    for (let off = 0; off + 4 <= bytes.length;) {
+      const n = ((bytes[off]! << 24) >>> 0) + (bytes[off + 1]! << 16) + (bytes[off + 2]! << 8) + bytes[off + 3]!;
+      if (ws.readyState !== WebSocket.OPEN) throw new Error("WebSocket is not open");
+      ws.send(bytes.subarray(off + 4, off + 4 + n) as Uint8Array<ArrayBuffer>);
+      off += 4 + n;
     }
-    while (this.#ws.bufferedAmount > HIGH_WATER_BYTES && this.#ws.readyState === WebSocket.OPEN) {
+    while (ws.bufferedAmount > HIGH_WATER_BYTES && ws.readyState === WebSocket.OPEN) {
       await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
     }
   }
@@ -93,22 +98,36 @@ export function serveWebSocket(core: RelayCore, ws: RuntimeWebSocket, info: WebS
   const pending: Uint8Array[] = [];
   let pendingBytes = 0;
 
+  // One message to the client; a promise when the client asks to wait before the next one.
+  const deliver = (c: Client, data: Uint8Array): Promise<void> | void => {
+    // Hot path (as on the raw listener): a well-formed datagram, no object built. Every
+    // frame type is below 64, so the 1.x varint type is one byte.
+    const t = data.length > 0 ? data[0]! : 64;
+    if (t < 64 && c.onDatagramFrame(t, data, 1, data.length)) {
+      c.flushRun();
+      return;
+    }
+    c.flushRun();
+    let type: number;
+    let offset: number;
+    try {
+      ({ type, offset } = messageType(c.gen, data));
+    } catch (e) {
+      c.close(`protocol error: ${(e as Error).message}`);
+      return;
+    }
+    return c.onFrame(type, data.subarray(offset), data.length + 2);
+  };
+
   // Feeds queued messages in order, pausing whenever the client asks to wait.
-  const pump = async () => {
+  const pump = async (wait?: Promise<void>) => {
     busy = true;
     try {
+      if (wait) await wait;
       while (pending.length > 0 && client !== null && !client.closed) {
         const data = pending.shift()!;
         pendingBytes -= data.length;
-        let type: number;
-        let offset: number;
-        try {
-          ({ type, offset } = messageType(client.gen, data));
-        } catch (e) {
-          client.close(`protocol error: ${(e as Error).message}`);
-          return;
-        }
-        const r = client.onFrame(type, data.subarray(offset), data.length + 2);
+        const r = deliver(client, data);
         if (r) await r;
       }
     } finally {
@@ -130,6 +149,13 @@ export function serveWebSocket(core: RelayCore, ws: RuntimeWebSocket, info: WebS
     const data = (e as MessageEvent).data;
     // Text messages carry nothing in either generation.
     if (!(data instanceof ArrayBuffer)) return;
+    if (!busy && client !== null && pending.length === 0) {
+      // Nothing queued: deliver now, without a promise per message.
+      if (client.closed) return;
+      const r = deliver(client, new Uint8Array(data));
+      if (r) pump(r);
+      return;
+    }
     pending.push(new Uint8Array(data));
     pendingBytes += data.byteLength;
     if (pendingBytes > MAX_PENDING_BYTES) {
