@@ -73,7 +73,7 @@ const t0 = performance.now();
 await Promise.all(Array.from({ length: spec.putConcurrency }, async () => {
   while (next < payloads.length) {
     const p = payloads[next++]!;
-    const res = await fetch(`http://127.0.0.1:${spec.http}/pkarr/${p.z32}`, { method: "PUT", body: p.body });
+    const res = await fetch(`http://127.0.0.1:${spec.http}/pkarr/${p.z32}`, { method: "PUT", body: p.body.slice() });
     await res.body?.cancel();
     if (res.status !== 204) bad++;
   }
