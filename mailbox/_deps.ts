@@ -15,3 +15,4 @@ export {
 export type { Logger } from "../log/mod.ts";
 export { silentLogger } from "../log/mod.ts";
 export { type Counts, type Gauge, renderMetrics, zeroCounts } from "../metrics/mod.ts";
+export { readAtMost } from "../relay/mod.ts";

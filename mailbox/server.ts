@@ -37,7 +37,7 @@ import {
 import type { DepositLimits, MailboxStore } from "./store.ts";
 import { MailboxMetrics, type RefusalReason } from "./metrics.ts";
 import { SenderLimiter } from "./sender_limit.ts";
-import { type Logger, silentLogger } from "./_deps.ts";
+import { type Logger, readAtMost, silentLogger } from "./_deps.ts";
 
 /** Limits of {@link MailboxServer}. */
 export interface MailboxLimits extends DepositLimits {
@@ -337,25 +337,5 @@ function authorizationHeaders(req: Request): string[] {
 
 /** Reads at most `max` bytes of the body; `null` if it is longer. */
 async function readBounded(req: Request, max: number): Promise<Uint8Array | null> {
-  if (req.body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = req.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > max) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
+  return req.body === null ? new Uint8Array(0) : await readAtMost(req.body, max);
 }

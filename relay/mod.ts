@@ -58,7 +58,7 @@ export { DERP, type Generation, V1, V2 } from "./proto/generation.ts";
 export { createFetchHandler, type FetchHandlerOptions } from "./transport/fetch_handler.ts";
 export { READ_BUDGET_BYTES, ReadBudget } from "./transport/tcp.ts";
 export type { HealthInfo } from "./transport/endpoints.ts";
-export { type HttpRoute, requestBytes, type RouteInfo, type RouteRole } from "./transport/routes.ts";
+export { type HttpRoute, readAtMost, requestBytes, type RouteInfo, type RouteRole } from "./transport/routes.ts";
 
 /** A running relay. */
 export interface RelayService {

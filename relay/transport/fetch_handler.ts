@@ -20,7 +20,7 @@ import {
   WsVersionError,
 } from "./http1.ts";
 import type { RelayCore } from "../server/relay_core.ts";
-import { findRoute, type HttpRoute } from "./routes.ts";
+import { findRoute, type HttpRoute, readAtMost } from "./routes.ts";
 import { type RuntimeWebSocket, serveWebSocket } from "./ws.ts";
 
 /** Turns a `Request` into the head the pure endpoint code reads. */
@@ -134,28 +134,4 @@ async function answerRoute(
     core.peerLog.line("error", "route failed", `${route.prefix} handler failed: ${(e as Error).message}`);
     return text(500, "Internal error");
   }
-}
-
-/** The whole stream if it holds at most `limit` bytes, else null (reading stops at the limit). */
-async function readAtMost(stream: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array<ArrayBuffer> | null> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = stream.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > limit) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }

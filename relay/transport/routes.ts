@@ -90,3 +90,30 @@ export async function routeResponse(res: Response): Promise<HttpResponse> {
   const body = new Uint8Array(await res.arrayBuffer());
   return { status: res.status, headers, body };
 }
+
+/** The whole stream if it holds at most `limit` bytes, else null (reading stops at the limit). */
+export async function readAtMost(
+  stream: ReadableStream<Uint8Array>,
+  limit: number,
+): Promise<Uint8Array<ArrayBuffer> | null> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
