@@ -14,6 +14,7 @@
 import { decodeDerp, derpFrameType, type DerpMsg, derpPayloadLen, derpWritePayload } from "./codec_derp.ts";
 import { decodeV1Payload, readV1Type, v1FrameType, type V1Msg, v1PayloadLen, v1WritePayload } from "./codec_v1.ts";
 import { DerpFrame, KEY_LEN, MAX_PACKET_SIZE, RelayStatus, V1Frame } from "./frame_type.ts";
+import { CLIENT_INFO_TIMEOUT_MS } from "./handshake.ts";
 
 /** What the relay core does with one frame from an authenticated client. */
 export type Inbound =
@@ -29,6 +30,17 @@ export type WireMsg = DerpMsg | V1Msg;
 /** Metric/log label of a generation. */
 export type GenerationName = "0.35" | "1.x";
 
+/**
+ * How a connection authenticates: `client-info` (0.35: the client speaks
+ * first with a sealed ClientInfo; nothing is sent on success) or
+ * `challenge` (1.x: the server sends ServerChallenge, reads ClientAuth and
+ * answers ServerConfirmsAuth / ServerDeniesAuth).
+ */
+export type HandshakeKind = "client-info" | "challenge";
+
+/** What happens to the older connection when a key connects again. */
+export type DuplicateKeyRule = "close-old" | "demote-old";
+
 /** The frame vocabulary a connection speaks. */
 export interface Generation {
   /** `0.35` or `1.x`. */
@@ -37,6 +49,34 @@ export interface Generation {
   readonly subprotocol: string;
   /** True if the type is a varint (1.x) rather than one byte. */
   readonly varintType: boolean;
+  /** Which handshake the connection runs. */
+  readonly handshake: HandshakeKind;
+  /**
+   * Longest wait for the first (authentication) frame after the upgrade, ms,
+   * on top of the server's establish timeout: {@link CLIENT_INFO_TIMEOUT_MS}
+   * for 0.35, none (Infinity) for 1.x, whose handshake the server opens.
+   */
+  readonly authTimeoutMs: number;
+  /**
+   * True if a datagram frame from a client of this generation is, byte for
+   * byte, the frame its receiver of this generation gets except for the
+   * type and the key (0.35 SendPacket → RecvPacket): consecutive frames can
+   * then be forwarded as one copied run when both ends use the derp stream.
+   */
+  readonly makesRuns: boolean;
+  /**
+   * True if the pong wait follows the measured round trip (1.x:
+   * `clamp(3 × RTT, …)`); false for a fixed wait (0.35).
+   */
+  readonly pongTimeoutFromRtt: boolean;
+  /** 0.35 closes the older connection of a key; 1.x keeps it inactive and tells it so. */
+  readonly duplicateKey: DuplicateKeyRule;
+  /**
+   * Default burst of the per-client receive limit for a rate of
+   * `bytesPerSecond`: a whole second for 0.35, a tenth of one for 1.x
+   * (each as upstream does).
+   */
+  rxBurstBytes(bytesPerSecond: number): number;
   /**
    * Reads a client frame after the handshake.
    * @throws {SyntaxError | RangeError} malformed frame: the connection closes
@@ -73,6 +113,12 @@ export const DERP: Generation = {
   name: "0.35",
   subprotocol: "",
   varintType: false,
+  handshake: "client-info",
+  authTimeoutMs: CLIENT_INFO_TIMEOUT_MS,
+  makesRuns: true,
+  pongTimeoutFromRtt: false,
+  duplicateKey: "close-old",
+  rxBurstBytes: (bytesPerSecond) => bytesPerSecond,
   inbound(type, payload) {
     const msg = decodeDerp(type, payload);
     switch (msg.type) {
@@ -118,6 +164,12 @@ function v1x(version: 1 | 2): Generation {
     name: "1.x",
     subprotocol: `iroh-relay-v${version}`,
     varintType: true,
+    handshake: "challenge",
+    authTimeoutMs: Infinity,
+    makesRuns: false,
+    pongTimeoutFromRtt: true,
+    duplicateKey: "demote-old",
+    rxBurstBytes: (bytesPerSecond) => Math.max(1, bytesPerSecond / 10),
     inbound(type, payload) {
       const msg = decodeV1Payload(type, payload, version);
       switch (msg.type) {

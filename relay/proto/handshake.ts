@@ -24,6 +24,9 @@ import { KEY_LEN } from "./frame_type.ts";
 /** The only ClientInfo protocol version 0.35 accepts (`PROTOCOL_VERSION`). */
 export const DERP_PROTOCOL_VERSION = 3;
 
+/** Time a 0.35 client has to send ClientInfo after the 101, in ms. */
+export const CLIENT_INFO_TIMEOUT_MS = 10_000;
+
 /** BLAKE3 `derive_key` context of the 1.x challenge signature. */
 export const CHALLENGE_CONTEXT = "iroh-relay handshake v1 challenge signature";
 

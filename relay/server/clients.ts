@@ -83,7 +83,7 @@ export class Clients {
     }
     const old = entry.active;
     entry.active = c;
-    if (old.gen.name === "0.35" || c.gen.name === "0.35") {
+    if (old.gen.duplicateKey === "close-old" || c.gen.duplicateKey === "close-old") {
       this.#hooks.onDuplicate(old, c, true);
       old.close("replaced by a newer connection with the same key");
     } else {
