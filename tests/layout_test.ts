@@ -22,6 +22,9 @@ const CONFIG_MAY_IMPORT = new Set(["redis", "log"]);
 /** Files outside `proto/` folders that take sockets, clocks and files injected. */
 const DENO_FREE = [
   "relay/server/client.ts",
+  "relay/server/client_forward.ts",
+  "relay/server/client_handshake.ts",
+  "relay/server/client_writer.ts",
   "relay/server/clients.ts",
   "relay/server/rate_limit.ts",
   "relay/server/access.ts",

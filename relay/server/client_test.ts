@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { ed25519 } from "@noble/curves/ed25519";
-import { CLIENT_INFO_TIMEOUT_MS, PONG_TIMEOUT_MS, QUEUE_DEPTH, WRITE_TIMEOUT_MS } from "./client.ts";
+import { PONG_TIMEOUT_MS } from "./client.ts";
+import { QUEUE_DEPTH, WRITE_TIMEOUT_MS } from "./client_writer.ts";
+import { CLIENT_INFO_TIMEOUT_MS } from "../proto/handshake.ts";
 import { DERP, type Generation, V1, V2 } from "../proto/generation.ts";
 import { keyHex } from "../proto/public_key.ts";
 import type { RelayCore, RelayOptions } from "./relay_core.ts";
