@@ -44,7 +44,8 @@ import { CONTENT_TYPE, negotiateFormat, toPrometheusText } from "../metrics/mod.
 import { detailedHealth, type HealthInfo } from "./transport/endpoints.ts";
 import { header, type RequestHead } from "./transport/http1.ts";
 import { RelayCore, type RelayOptions } from "./server/relay_core.ts";
-import { ReadBudget, serveListener, type TransportContext } from "./transport/tcp.ts";
+import { serveListener, type TransportContext } from "./transport/tcp.ts";
+import { ReadBudget } from "./transport/upgrade.ts";
 import type { HttpRoute } from "./transport/routes.ts";
 
 export { RelayCore } from "./server/relay_core.ts";
@@ -56,7 +57,7 @@ export { isCurvePoint, keyId } from "./proto/public_key.ts";
 export { verifyStrict } from "./proto/ed25519.ts";
 export { DERP, type Generation, V1, V2 } from "./proto/generation.ts";
 export { createFetchHandler, type FetchHandlerOptions } from "./transport/fetch_handler.ts";
-export { READ_BUDGET_BYTES, ReadBudget } from "./transport/tcp.ts";
+export { READ_BUDGET_BYTES, ReadBudget } from "./transport/upgrade.ts";
 export type { HealthInfo } from "./transport/endpoints.ts";
 export { type HttpRoute, readAtMost, requestBytes, type RouteInfo, type RouteRole } from "./transport/routes.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The process-wide allowance of large read buffers (relay/transport/tcp.ts):
+ * The process-wide allowance of large read buffers (relay/transport/upgrade.ts):
  * busy connections grow their read buffers out of it and give everything
  * back when they end, and with the allowance used up connections still
  * work, reading in small pieces.

@@ -7,7 +7,7 @@
  * and the `Deno.serve` edge entry, so both answer byte-for-byte alike.
  */
 
-import { header, type HttpResponse, type RequestHead } from "./http1.ts";
+import { header, type HttpError, type HttpResponse, type RequestHead, WsVersionError } from "./http1.ts";
 
 /** Headers upstream puts on every relay-port response, TLS or not (`TLS_HEADERS`). */
 export const SECURITY_HEADERS: readonly [string, string][] = [
@@ -131,4 +131,16 @@ export function captivePortalEndpoint(head: RequestHead): HttpResponse {
 /** The 404 every unknown route gets. */
 export function notFound(): HttpResponse {
   return { status: 404, headers: [["Content-Type", "text/plain; charset=utf-8"]], body: "Not Found" };
+}
+
+/**
+ * The answer to a request refused with `e` (bad head, refused upgrade):
+ * plain text, `Sec-WebSocket-Version: 13` for a wrong WebSocket version, and
+ * the relay port's {@link SECURITY_HEADERS} when `relayPort`.
+ */
+export function httpErrorResponse(e: HttpError, relayPort: boolean): HttpResponse {
+  const headers: [string, string][] = [["Content-Type", "text/plain; charset=utf-8"]];
+  if (e instanceof WsVersionError) headers.push(["Sec-WebSocket-Version", "13"]);
+  if (relayPort) headers.push(...SECURITY_HEADERS);
+  return { status: e.status, headers, body: e.message };
 }

@@ -8,17 +8,12 @@
  * with a 101 and hand over the socket (spec §0), and one port must serve
  * all three client kinds.
  *
- * Per connection:
- * - until the upgrade, the core's sweeper enforces the establish timeout
- *   (slowloris requests are closed);
- * - after it, frames are cut from the socket bytes and handed to the
- *   {@link Client}; the read loop waits when the client asks it to (rate
- *   limit, handshake verification), which is how backpressure reaches TCP;
- * - writes go through {@link StreamSender}: one buffer per batch, one write
- *   call per batch, serialized. WebSocket control replies (pongs, close)
- *   waiting to be written are capped ({@link MAX_CONTROL_QUEUE_BYTES},
- *   {@link MAX_CONTROL_QUEUE_FRAMES}): a peer that sends pings without
- *   reading is disconnected (`control_queue_full`) instead of growing memory.
+ * This file owns the listener and the HTTP side of a connection: accept
+ * (with the accept rate limit), request heads with keep-alive, plain
+ * endpoints and other services' routes, and the establish timeout until the
+ * upgrade (slowloris requests are closed). A `/relay` GET is handed to
+ * `upgrade.ts` (101, read loop and frame feeders), whose writes go through
+ * `stream_sender.ts`; `byte_conn.ts` has the socket helpers all three share.
  *
  * Connections arrive through an {@link Acceptor} (`admission/`): per-source
  * and global limits were applied before we see them; the slot is released
@@ -27,51 +22,22 @@
  */
 
 import type { AcceptedConn, Acceptor } from "../../admission/mod.ts";
-import { DERP_HEADER_LEN, DerpFrameReader } from "../proto/codec_derp.ts";
-import { type Client, type FrameSender } from "../server/client.ts";
-import { captivePortalEndpoint, type HealthInfo, relayEndpoint, SECURITY_HEADERS } from "./endpoints.ts";
-import { DERP_STREAM, type Framing, WS_BINARY } from "../proto/framing.ts";
-import { DERP, type Generation, messageType, V1, V2 } from "../proto/generation.ts";
+import { type ByteConn, closeQuietly, isConnectionGone, respondAndClose, writeAll } from "./byte_conn.ts";
+import { captivePortalEndpoint, type HealthInfo, httpErrorResponse, relayEndpoint } from "./endpoints.ts";
 import {
-  checkClientAuthHeader,
-  classifyUpgrade,
-  DERP_UPGRADE,
-  header,
   HttpError,
   type HttpResponse,
   isRelayPath,
   parseRequestHead,
-  presentedToken,
   requestBodyLength,
   type RequestHead,
   serializeResponse,
   wantsClose,
-  WsVersionError,
 } from "./http1.ts";
 import { ByteBucket } from "../server/rate_limit.ts";
 import { findRoute, type HttpRoute, routeRequest, routeResponse } from "./routes.ts";
 import type { RelayCore } from "../server/relay_core.ts";
-import {
-  closeCode,
-  closePayload,
-  writeWsHeader,
-  wsAccept,
-  WsClose,
-  wsHeaderLen,
-  WsOpcode,
-  WsProtocolError,
-  WsReader,
-} from "../proto/ws_frame.ts";
-
-/** The socket surface this transport needs; `Deno.Conn` and `Deno.TlsConn` have it. */
-export interface ByteConn {
-  /** Reads into `p`; null at EOF. */
-  read(p: Uint8Array): Promise<number | null>;
-  /** Writes some of `p`; returns how much. */
-  write(p: Uint8Array): Promise<number>;
-  /** Closes both directions. */
-  close(): void;
-}
+import { type ReadBudget, upgrade } from "./upgrade.ts";
 
 /** What a listener serves. */
 export type ListenerRole = "relay" | "captive-portal" | "metrics";
@@ -99,67 +65,8 @@ export interface TransportContext {
   readBudget?: ReadBudget;
 }
 
-/** Smallest read buffer, bytes: idle connections hold only this much. */
-const READ_MIN = 2 * 1024;
-/** Largest read buffer, bytes. */
-const READ_MAX = 256 * 1024;
-/**
- * Bytes of read buffer above {@link READ_MIN}, summed over all upgraded
- * connections of a process. A buffer grows after full reads (a busy peer)
- * and shrinks only after quiet reads, so a peer that bursts and then goes
- * silent keeps a large buffer while its read is pending; this budget bounds
- * what all such peers together can hold (they then read in smaller pieces).
- */
-export const READ_BUDGET_BYTES = 64 * 1024 * 1024;
-
-/** The shared allowance of large read buffers (see {@link READ_BUDGET_BYTES}). */
-export class ReadBudget {
-  #left: number;
-  /** @param bytes total allowance */
-  constructor(bytes: number = READ_BUDGET_BYTES) {
-    this.#left = bytes;
-  }
-  /** Takes `n` bytes if available. */
-  take(n: number): boolean {
-    if (n > this.#left) return false;
-    this.#left -= n;
-    return true;
-  }
-  /** Gives `n` bytes back. */
-  give(n: number): void {
-    this.#left += n;
-  }
-  /** Bytes still available. */
-  get left(): number {
-    return this.#left;
-  }
-}
-
-/** Used when the context brings none (tests, the edge). */
-const defaultReadBudget = new ReadBudget();
-/** Largest WebSocket message (1.x `MAX_FRAME_SIZE`), bytes. */
-const WS_MAX_MESSAGE = 1024 * 1024;
 /** Largest request body skipped on a plain endpoint, bytes. */
 const MAX_SKIPPED_BODY = 64 * 1024;
-/** WebSocket control frames (pong, close) waiting to be written, bytes, before the peer is disconnected. */
-export const MAX_CONTROL_QUEUE_BYTES = 64 * 1024;
-/** WebSocket control frames waiting to be written, count, before the peer is disconnected. */
-export const MAX_CONTROL_QUEUE_FRAMES = 64;
-
-/** Writes all of `data`. */
-export async function writeAll(conn: ByteConn, data: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < data.length) off += await conn.write(data.subarray(off));
-}
-
-function closeQuietly(conn: ByteConn): void {
-  try {
-    conn.close();
-  } catch {
-    // already closed
-  }
-}
-
 /**
  * Accepts connections from `listener` until it closes.
  * @returns when the listener is closed
@@ -235,7 +142,7 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
         parsed = parseRequestHead(buf.subarray(0, len));
       } catch (e) {
         if (!(e instanceof HttpError)) throw e;
-        await respondAndClose(conn, errorResponse(e, ctx.role));
+        await respondAndClose(conn, httpErrorResponse(e, ctx.role === "relay"));
         return;
       }
       if (parsed === null) {
@@ -265,7 +172,7 @@ export async function handleConnection(conn: ByteConn, remote: string, ctx: Tran
         }
       } catch (e) {
         if (!(e instanceof HttpError)) throw e;
-        await respondAndClose(conn, errorResponse(e, ctx.role));
+        await respondAndClose(conn, httpErrorResponse(e, ctx.role === "relay"));
         return;
       }
       if (route) {
@@ -344,292 +251,4 @@ function hostOf(remote: string): string {
   const i = remote.lastIndexOf(":");
   const host = i < 0 ? remote : remote.slice(0, i);
   return host.startsWith("[") ? host.slice(1, -1) : host;
-}
-
-function isConnectionGone(e: unknown): boolean {
-  return e instanceof Deno.errors.BadResource || e instanceof Deno.errors.ConnectionReset ||
-    e instanceof Deno.errors.BrokenPipe || e instanceof Deno.errors.Interrupted ||
-    e instanceof Deno.errors.NotConnected;
-}
-
-function errorResponse(e: HttpError, role: ListenerRole): HttpResponse {
-  const headers: [string, string][] = [["Content-Type", "text/plain; charset=utf-8"]];
-  if (e instanceof WsVersionError) headers.push(["Sec-WebSocket-Version", "13"]);
-  if (role === "relay") headers.push(...SECURITY_HEADERS);
-  return { status: e.status, headers, body: e.message };
-}
-
-async function respondAndClose(conn: ByteConn, res: HttpResponse): Promise<void> {
-  try {
-    await writeAll(conn, serializeResponse(res, { close: true }));
-  } catch {
-    // the peer is gone: nothing to tell it
-  }
-  // Close here: a refused upgrade has already left the establish-timeout watch.
-  closeQuietly(conn);
-}
-
-/** Answers the `/relay` upgrade and runs the relay protocol until the connection ends. */
-async function upgrade(
-  conn: ByteConn,
-  head: RequestHead,
-  early: Uint8Array,
-  remote: string,
-  acceptedAt: number,
-  ctx: TransportContext,
-): Promise<void> {
-  const core = ctx.core;
-  let up;
-  try {
-    up = classifyUpgrade(head);
-    if (up.kind === "ws" && up.generation === "1.x") checkClientAuthHeader(head);
-  } catch (e) {
-    if (!(e instanceof HttpError)) throw e;
-    core.log.debug(`${remote}: upgrade refused: ${e.message}`);
-    await respondAndClose(conn, errorResponse(e, "relay"));
-    return;
-  }
-  const headers: [string, string][] = [];
-  let gen: Generation;
-  let sender: StreamSender;
-  if (up.kind === "derp") {
-    headers.push(["Upgrade", DERP_UPGRADE]);
-    gen = DERP;
-    sender = new StreamSender(conn, DERP_STREAM);
-  } else {
-    headers.push(["Upgrade", "websocket"], ["Connection", "upgrade"], [
-      "Sec-WebSocket-Accept",
-      wsAccept(up.wsKey),
-    ]);
-    gen = up.generation === "0.35" ? DERP : up.version === 2 ? V2 : V1;
-    if (gen.subprotocol) headers.push(["Sec-WebSocket-Protocol", gen.subprotocol]);
-    sender = new StreamSender(conn, WS_BINARY);
-  }
-  headers.push(...SECURITY_HEADERS);
-  try {
-    await writeAll(conn, serializeResponse({ status: 101, headers }));
-  } catch {
-    // The peer left before the 101: this socket is no longer watched by the establish timeout.
-    closeQuietly(conn);
-    return;
-  }
-  const token = presentedToken(head);
-  const client = core.accept(sender, {
-    gen,
-    framing: up.kind === "derp" ? "derp" : "websocket",
-    acceptedAt,
-    remote,
-    ...(token !== undefined ? { token } : {}),
-  });
-  if (core.log.debugEnabled) {
-    core.log.debug(`${remote}: upgraded to ${gen.name} ${up.kind} (${header(head, "user-agent") ?? "no user agent"})`);
-  }
-  await readLoop(conn, client, sender, early, ctx.readBudget ?? defaultReadBudget);
-}
-
-/** Cuts frames from socket bytes and feeds them to the client until either side ends. */
-async function readLoop(
-  conn: ByteConn,
-  client: Client,
-  sender: StreamSender,
-  early: Uint8Array,
-  budget: ReadBudget,
-): Promise<void> {
-  const feed = sender.framing === DERP_STREAM ? derpFeeder(client) : wsFeeder(client, sender);
-  let buf = new Uint8Array(READ_MIN);
-  let quiet = 0;
-  try {
-    if (early.length > 0) await feed(early);
-    let waiting: Promise<void> | void;
-    while (client.state !== "closed") {
-      const n = await conn.read(buf);
-      if (n === null) {
-        client.close("connection closed by peer");
-        break;
-      }
-      const full = n === buf.length;
-      waiting = feed(buf.subarray(0, n));
-      if (waiting) await waiting;
-      // Adapt the buffer: idle clients keep 2 KiB, busy ones read up to 256 KiB at once (within the budget).
-      if (full && buf.length < READ_MAX) {
-        if (budget.take(buf.length)) buf = new Uint8Array(buf.length * 2);
-        quiet = 0;
-      } else if (n < buf.length >>> 3 && buf.length > READ_MIN && ++quiet >= 64) {
-        budget.give(buf.length >>> 1);
-        buf = new Uint8Array(buf.length >>> 1);
-        quiet = 0;
-      }
-    }
-  } catch (e) {
-    if (e instanceof WsProtocolError) {
-      await sender.closeWebSocket(e.code, e.message);
-      client.close(`websocket protocol error: ${e.message}`);
-    } else if (e instanceof RangeError || e instanceof SyntaxError) {
-      client.close(`protocol error: ${e.message}`);
-    } else {
-      client.close(isConnectionGone(e) ? "connection lost" : `read failed: ${(e as Error).message}`);
-    }
-  } finally {
-    budget.give(buf.length - READ_MIN);
-    client.close("connection ended");
-  }
-}
-
-/**
- * Takes one chunk of socket bytes. Returns a promise only when the client
- * asked to wait (handshake verification, rate limit): the common case costs
- * no promise and no microtask per chunk.
- */
-type Feeder = (chunk: Uint8Array) => Promise<void> | void;
-
-function derpFeeder(client: Client): Feeder {
-  const reader = new DerpFrameReader();
-  const drain = (): Promise<void> | void => {
-    for (;;) {
-      const type = reader.read();
-      if (type < 0 || client.closed) {
-        // The read buffer is reused after this: forward what is pending now.
-        client.flushRun();
-        return;
-      }
-      const { buf, start, end } = reader;
-      if (client.onDatagramFrame(type, buf, start, end)) continue;
-      client.flushRun();
-      const r = client.onFrame(type, buf.subarray(start, end), DERP_HEADER_LEN + end - start);
-      // Resume with the rest of the chunk once the client is ready.
-      if (r) return r.then(drain);
-    }
-  };
-  return (chunk) => {
-    reader.push(chunk);
-    return drain();
-  };
-}
-
-function wsFeeder(client: Client, sender: StreamSender): Feeder {
-  const reader = new WsReader({ maxMessage: WS_MAX_MESSAGE, expectMasked: true });
-  const gen = client.gen;
-  const drain = (): Promise<void> | void => {
-    for (;;) {
-      const op = reader.read();
-      if (op < 0 || client.closed) return;
-      const { buf, start, end } = reader;
-      switch (op) {
-        case WsOpcode.Binary: {
-          // One byte of type in practice (all types < 64); decode the varint generally otherwise.
-          const t = buf[start]!;
-          if (start < end && t < 64 && client.onDatagramFrame(t, buf, start + 1, end)) continue;
-          const data = buf.subarray(start, end);
-          const { type, offset } = messageType(gen, data);
-          const r = client.onFrame(type, data.subarray(offset), wsHeaderLen(data.length, true) + data.length);
-          if (r) return r.then(drain);
-          continue;
-        }
-        case WsOpcode.Text:
-          // Text messages carry nothing in either generation: skip them.
-          continue;
-        case WsOpcode.Ping:
-          if (!sender.sendControl(WsOpcode.Pong, buf.slice(start, end))) {
-            client.close("control queue full: pings arrive faster than the peer reads the pongs");
-            return;
-          }
-          continue;
-        case WsOpcode.Pong:
-          continue;
-        case WsOpcode.Close: {
-          const code = closeCode(buf.subarray(start, end));
-          return sender.closeWebSocket(WsClose.Normal, "").then(() =>
-            client.close(`websocket closed by peer (code ${code})`)
-          );
-        }
-      }
-    }
-  };
-  return (chunk) => {
-    reader.push(chunk);
-    return drain();
-  };
-}
-
-/**
- * The write side of a raw connection: whole encoded frames from the client
- * (derp stream or WebSocket framing), plus WebSocket control frames from the
- * read loop, written in order.
- */
-export class StreamSender implements FrameSender {
-  /** How frames are wrapped. */
-  readonly framing: Framing;
-  readonly #conn: ByteConn;
-  #tail: Promise<void> | null = null;
-  #closed = false;
-  /** Control frames queued and not yet written (count, bytes). */
-  #controlFrames = 0;
-  #controlBytes = 0;
-
-  /** @param conn socket; @param framing derp stream or WebSocket */
-  constructor(conn: ByteConn, framing: Framing) {
-    this.#conn = conn;
-    this.framing = framing;
-  }
-
-  /** Writes encoded frames (see {@link FrameSender.write}). */
-  write(bytes: Uint8Array): Promise<void> {
-    return this.#write(bytes);
-  }
-
-  #write(buf: Uint8Array): Promise<void> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("Connection closed"));
-    // Chain only behind a write in flight; the common case is one write at a time.
-    const p = this.#tail === null ? writeAll(this.#conn, buf) : this.#tail.then(() => writeAll(this.#conn, buf));
-    const tail = p.then(() => {
-      if (this.#tail === tail) this.#tail = null;
-    }, () => {
-      if (this.#tail === tail) this.#tail = null;
-    });
-    this.#tail = tail;
-    return p;
-  }
-
-  /**
-   * Queues a WebSocket control frame (pong, close) in order with data.
-   * Write errors are ignored (the read side sees the connection end).
-   * @returns false, queuing nothing, when {@link MAX_CONTROL_QUEUE_FRAMES} or
-   *   {@link MAX_CONTROL_QUEUE_BYTES} would be exceeded: the caller disconnects
-   */
-  sendControl(opcode: number, payload: Uint8Array): boolean {
-    const size = wsHeaderLen(payload.length) + payload.length;
-    if (this.#controlFrames >= MAX_CONTROL_QUEUE_FRAMES || this.#controlBytes + size > MAX_CONTROL_QUEUE_BYTES) {
-      return false;
-    }
-    const frame = new Uint8Array(size);
-    frame.set(payload, writeWsHeader(frame, 0, opcode, payload.length));
-    this.#controlFrames++;
-    this.#controlBytes += size;
-    this.#write(frame).catch(() => {}).finally(() => {
-      this.#controlFrames--;
-      this.#controlBytes -= size;
-    });
-    return true;
-  }
-
-  /** Sends a close frame (best effort, bounded to 1 s), for protocol errors and peer closes. */
-  async closeWebSocket(code: number, reason: string): Promise<void> {
-    if (this.framing !== WS_BINARY || this.#closed) return;
-    const payload = closePayload(code, reason);
-    const frame = new Uint8Array(wsHeaderLen(payload.length) + payload.length);
-    frame.set(payload, writeWsHeader(frame, 0, WsOpcode.Close, payload.length));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#write(frame).catch(() => {}),
-      new Promise<void>((r) => timer = setTimeout(r, 1000)),
-    ]);
-    clearTimeout(timer);
-  }
-
-  /** Closes the socket. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    closeQuietly(this.#conn);
-  }
 }
