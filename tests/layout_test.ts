@@ -28,6 +28,7 @@ const DENO_FREE = [
   "relay/server/clients.ts",
   "relay/server/rate_limit.ts",
   "relay/server/access.ts",
+  "relay/server/access_control.ts",
   "relay/server/metrics.ts",
   "relay/server/mesh.ts",
   "relay/transport/endpoints.ts",

@@ -1,8 +1,9 @@
 /**
  * @module
  * The relay core: one per service, shared by every transport and both
- * client generations. It owns the registry, routing, access policy, metrics
- * and the sweeper that runs every connection's timers.
+ * client generations. It owns the registry, routing, the access policy
+ * (through `access_control.ts`), metrics and the sweeper that runs every
+ * connection's timers.
  *
  * Transports call {@link RelayCore.accept} with a {@link FrameSender} after
  * the upgrade and feed frames to the returned {@link Client}; they register
@@ -10,15 +11,8 @@
  * timeout covers half-sent requests too.
  */
 
-import {
-  ACCESS_HTTP_FAILURES,
-  ACCESS_HTTP_MAX_IN_FLIGHT,
-  type AccessConfig,
-  AccessHttpGate,
-  type AccessPolicy,
-  accessPolicy,
-  type AccessVerdict,
-} from "./access.ts";
+import { ACCESS_HTTP_FAILURES, type AccessConfig, type AccessVerdict } from "./access.ts";
+import { AccessControl, type AccessRecheck } from "./access_control.ts";
 import { Client, type ConnInfo, type FrameSender, PING_AFTER_MS } from "./client.ts";
 import { Clients, type KeyEntry } from "./clients.ts";
 import { verifyStrict } from "../proto/ed25519.ts";
@@ -65,18 +59,7 @@ export interface Watched {
   shutdown?(): void;
 }
 
-/** Re-checks of connected clients running at once after an access reload: a reload must not flood the hook. */
-export const ACCESS_RECHECK_CONCURRENCY = 8;
-
-/** What an access reload did to the connected clients. */
-export interface AccessRecheck {
-  /** Connections asked about. */
-  checked: number;
-  /** Connections the new policy refused, closed. */
-  revoked: number;
-  /** Connections kept because the policy could not decide (the http hook failed). */
-  kept: number;
-}
+export { ACCESS_RECHECK_CONCURRENCY, type AccessRecheck } from "./access_control.ts";
 
 /** Resolved options. */
 export interface CoreOpts {
@@ -107,11 +90,7 @@ export class RelayCore {
   readonly #clients: Clients;
   readonly #watched = new Set<Watched>();
   readonly #keyCache: KeyValidityCache;
-  #access: AccessPolicy;
-  /** Bumped by each reload, so an older reload's re-check stops. */
-  #accessGen = 0;
-  readonly #accessGate: AccessHttpGate;
-  #fetch: typeof fetch | undefined;
+  readonly #access: AccessControl;
   #timer: ReturnType<typeof setInterval> | undefined;
   #closing = false;
   /** Registered connections per generation, for the gauge. */
@@ -132,12 +111,10 @@ export class RelayCore {
     this.random = opts.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n)));
     this.verify = opts.verify ?? verifyStrict;
     this.tickNow = this.now();
-    this.#fetch = opts.fetch;
     this.#mesh = opts.mesh ?? null;
     this.#keyCache = new KeyValidityCache(opts.keyCacheCapacity ?? 1 << 20);
     const access = opts.access ?? { mode: "everyone" };
-    this.#accessGate = new AccessHttpGate();
-    this.#access = this.#compileAccess(access);
+    this.#access = new AccessControl(access, opts.fetch, this.peerLog);
     this.#clients = new Clients({
       onDuplicate: (old, by, replaced) => {
         if (!replaced) this.metrics.c.clientsInactiveAdded++;
@@ -164,13 +141,13 @@ export class RelayCore {
       name: "access_http_checks_in_flight",
       type: "gauge",
       help: "Requests to the access.http hook running now",
-      read: () => [[{}, this.#accessGate.inFlight]],
+      read: () => [[{}, this.#access.gate.inFlight]],
     });
     this.metrics.addFamily({
       name: "access_http_failures",
       type: "counter",
       help: "Access checks the http hook failed to answer, by reason (the client is refused, or kept on a reload)",
-      read: () => ACCESS_HTTP_FAILURES.map((reason) => [{ reason }, this.#accessGate.failures[reason]]),
+      read: () => ACCESS_HTTP_FAILURES.map((reason) => [{ reason }, this.#access.gate.failures[reason]]),
     });
     this.metrics.addFamily({
       name: "log_lines_suppressed",
@@ -217,46 +194,16 @@ export class RelayCore {
     this.log.info(`instance mesh: ${mesh.kind}`);
   }
 
-  #compileAccess(cfg: AccessConfig): AccessPolicy {
-    if (cfg.mode === "http") this.#accessGate.max = cfg.maxInFlight ?? ACCESS_HTTP_MAX_IN_FLIGHT;
-    return accessPolicy(cfg, {
-      ...(this.#fetch ? { fetch: this.#fetch } : {}),
-      gate: this.#accessGate,
-      warn: (m) => this.peerLog.warn("access hook failed", m),
-    });
-  }
-
   /**
    * Replaces the access policy (config reload), then re-checks connected
-   * clients a few at a time ({@link ACCESS_RECHECK_CONCURRENCY}): those the
-   * new policy refuses are closed; those it cannot decide about (the http
-   * hook is down, slow or busy) are kept. A newer reload stops this one's
-   * re-check.
+   * clients a few at a time: those the new policy refuses are closed; those
+   * it cannot decide about (the http hook is down, slow or busy) are kept.
+   * A newer reload stops this one's re-check (see {@link AccessControl.reload}).
    */
-  async setAccess(cfg: AccessConfig): Promise<AccessRecheck> {
-    this.#access = this.#compileAccess(cfg);
-    const gen = ++this.#accessGen;
+  setAccess(cfg: AccessConfig): Promise<AccessRecheck> {
     const all: Client[] = [];
     for (const entry of this.#clients.entries()) all.push(entry.active, ...entry.inactive);
-    const result: AccessRecheck = { checked: 0, revoked: 0, kept: 0 };
-    let next = 0;
-    const worker = async () => {
-      while (next < all.length && gen === this.#accessGen && !this.#closing) {
-        const c = all[next++]!;
-        if (c.closed) continue;
-        const verdict = await this.check(c.key, c.info.token);
-        if (gen !== this.#accessGen) return;
-        result.checked++;
-        if (verdict === "deny") {
-          result.revoked++;
-          c.close("access revoked by configuration reload");
-        } else if (verdict === "unavailable") {
-          result.kept++;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(ACCESS_RECHECK_CONCURRENCY, all.length) }, worker));
-    return result;
+    return this.#access.reload(cfg, all, () => this.#closing);
   }
 
   /** Connected keys. */
@@ -275,13 +222,8 @@ export class RelayCore {
   }
 
   /** Asks the access policy; never rejects (a throwing policy is `unavailable`). */
-  async check(key: Uint8Array, token: string | undefined): Promise<AccessVerdict> {
-    try {
-      return await this.#access.check(token === undefined ? { key } : { key, token });
-    } catch (e) {
-      this.peerLog.warn("access check failed", `access check failed: ${(e as Error).message}`);
-      return "unavailable";
-    }
+  check(key: Uint8Array, token: string | undefined): Promise<AccessVerdict> {
+    return this.#access.check(key, token);
   }
 
   /** True if `key` decodes as an Ed25519 point (cached), as upstream's frame decoder requires. */
