@@ -16,11 +16,13 @@ import { DERP_STREAM, type Framing } from "../proto/framing.ts";
 import type { Generation } from "../proto/generation.ts";
 import { sameKeyAt } from "../proto/public_key.ts";
 import type { RelayCore } from "./relay_core.ts";
+import type { ClientWriter } from "./client_writer.ts";
 
 /** The datagram fast path and the pending run of one {@link Client}. */
 export class DatagramForwarder {
   readonly #client: Client;
   readonly #core: RelayCore;
+  readonly #writer: ClientWriter;
   /** True when frames can be forwarded as runs: a run-making generation over the derp stream, on both ends. */
   readonly makesRuns: boolean;
   // The pending run (see flushRun); owned by onDatagramFrame, valid within one read chunk.
@@ -32,7 +34,7 @@ export class DatagramForwarder {
   #runDst: Client | null = null;
 
   /**
-   * @param client the sender whose frames this forwards
+   * @param client the sender whose frames this forwards (its writer already made)
    * @param core the relay (routing, clock, metrics)
    * @param gen the sender's generation
    * @param framing how the sender's frames travel
@@ -40,6 +42,7 @@ export class DatagramForwarder {
   constructor(client: Client, core: RelayCore, gen: Generation, framing: Framing) {
     this.#client = client;
     this.#core = core;
+    this.#writer = client.writer;
     this.makesRuns = gen.makesRuns && framing === DERP_STREAM;
   }
 
@@ -52,7 +55,7 @@ export class DatagramForwarder {
   onDatagramFrame(type: number, buf: Uint8Array, start: number, end: number): boolean {
     const client = this.#client;
     if (
-      client.rxBucket !== null || (client.state !== "active" && client.state !== "inactive") || client.writer.closing
+      client.rxBucket !== null || (client.state !== "active" && client.state !== "inactive") || this.#writer.closing
     ) {
       return false;
     }
@@ -127,7 +130,7 @@ export class DatagramForwarder {
         for (let p = this.#runStart; p < this.#runEnd;) {
           const len = ((buf[p + 1]! << 24) >>> 0) + (buf[p + 2]! << 16) + (buf[p + 3]! << 8) + buf[p + 4]!;
           const body = p + DERP_HEADER_LEN;
-          if (!dst.enqueueDatagram(key, 0, 0, buf, body + KEY_LEN, body + len)) c.sendPacketsDropped++;
+          if (!dst.writer.enqueueDatagram(key, 0, 0, buf, body + KEY_LEN, body + len)) c.sendPacketsDropped++;
           p = body + len;
         }
       }

@@ -336,7 +336,7 @@ export class RelayCore {
       src.lastEntry = entry;
       src.lastRecorded = false;
     }
-    if (!entry.active.enqueueDatagram(src.key, ecn, segmentSize, contents, start, end)) {
+    if (!entry.active.writer.enqueueDatagram(src.key, ecn, segmentSize, contents, start, end)) {
       c.sendPacketsDropped++;
       return null;
     }

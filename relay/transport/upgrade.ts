@@ -186,17 +186,19 @@ type Feeder = (chunk: Uint8Array) => Promise<void> | void;
 
 function derpFeeder(client: Client): Feeder {
   const reader = new DerpFrameReader();
+  // The fast path's own object, taken once: no delegation through the client per frame.
+  const fwd = client.forwarder;
   const drain = (): Promise<void> | void => {
     for (;;) {
       const type = reader.read();
       if (type < 0 || client.closed) {
         // The read buffer is reused after this: forward what is pending now.
-        client.flushRun();
+        fwd.flushRun();
         return;
       }
       const { buf, start, end } = reader;
-      if (client.onDatagramFrame(type, buf, start, end)) continue;
-      client.flushRun();
+      if (fwd.onDatagramFrame(type, buf, start, end)) continue;
+      fwd.flushRun();
       const r = client.onFrame(type, buf.subarray(start, end), DERP_HEADER_LEN + end - start);
       // Resume with the rest of the chunk once the client is ready.
       if (r) return r.then(drain);
@@ -210,6 +212,7 @@ function derpFeeder(client: Client): Feeder {
 
 function wsFeeder(client: Client, sender: StreamSender): Feeder {
   const reader = new WsReader({ maxMessage: WS_MAX_MESSAGE, expectMasked: true });
+  const fwd = client.forwarder;
   const gen = client.gen;
   const drain = (): Promise<void> | void => {
     for (;;) {
@@ -220,7 +223,7 @@ function wsFeeder(client: Client, sender: StreamSender): Feeder {
         case WsOpcode.Binary: {
           // One byte of type in practice (all types < 64); decode the varint generally otherwise.
           const t = buf[start]!;
-          if (start < end && t < 64 && client.onDatagramFrame(t, buf, start + 1, end)) continue;
+          if (start < end && t < 64 && fwd.onDatagramFrame(t, buf, start + 1, end)) continue;
           const data = buf.subarray(start, end);
           const { type, offset } = messageType(gen, data);
           const r = client.onFrame(type, data.subarray(offset), wsHeaderLen(data.length, true) + data.length);
