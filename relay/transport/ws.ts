@@ -103,11 +103,12 @@ export function serveWebSocket(core: RelayCore, ws: RuntimeWebSocket, info: WebS
     // Hot path (as on the raw listener): a well-formed datagram, no object built. Every
     // frame type is below 64, so the 1.x varint type is one byte.
     const t = data.length > 0 ? data[0]! : 64;
-    if (t < 64 && c.onDatagramFrame(t, data, 1, data.length)) {
-      c.flushRun();
+    const fwd = c.forwarder;
+    if (t < 64 && fwd.onDatagramFrame(t, data, 1, data.length)) {
+      fwd.flushRun();
       return;
     }
-    c.flushRun();
+    fwd.flushRun();
     let type: number;
     let offset: number;
     try {
