@@ -23,6 +23,8 @@ export class DatagramForwarder {
   readonly #client: Client;
   readonly #core: RelayCore;
   readonly #writer: ClientWriter;
+  /** The sender's generation has varint frame types (1.x). */
+  readonly #varintType: boolean;
   /** True when frames can be forwarded as runs: a run-making generation over the derp stream, on both ends. */
   readonly makesRuns: boolean;
   // The pending run (see flushRun); owned by onDatagramFrame, valid within one read chunk.
@@ -43,6 +45,7 @@ export class DatagramForwarder {
     this.#client = client;
     this.#core = core;
     this.#writer = client.writer;
+    this.#varintType = gen.varintType;
     this.makesRuns = gen.makesRuns && framing === DERP_STREAM;
   }
 
@@ -64,7 +67,7 @@ export class DatagramForwarder {
     let ecn = 0;
     let seg = 0;
     let contents: number;
-    if (client.gen.varintType) {
+    if (this.#varintType) {
       if (type === V1Frame.ClientToRelayDatagram) {
         if (len < KEY_LEN + 1) return false;
         ecn = buf[start + KEY_LEN]! & 3;

@@ -21,7 +21,7 @@ import type { Client, FrameSender } from "./client.ts";
 import { DERP_HEADER_LEN } from "../proto/codec_derp.ts";
 import { DerpFrame } from "../proto/frame_type.ts";
 import type { Framing } from "../proto/framing.ts";
-import type { WireMsg } from "../proto/generation.ts";
+import type { Generation, WireMsg } from "../proto/generation.ts";
 import type { RelayCore } from "./relay_core.ts";
 
 /** Depth of each per-client queue, in frames (`PER_CLIENT_SEND_QUEUE_DEPTH`). */
@@ -119,6 +119,7 @@ export class ClientWriter {
   readonly #core: RelayCore;
   readonly #sender: FrameSender;
   readonly #framing: Framing;
+  readonly #gen: Generation;
   readonly #packets = new OutQueue();
   readonly #control = new OutQueue();
   #writing = false;
@@ -131,7 +132,7 @@ export class ClientWriter {
   #closeReason = "";
 
   /**
-   * @param client the connection whose state gates queuing and which is closed on write failure
+   * @param client the connection whose state gates queuing and which is closed on write failure (its `gen` set)
    * @param core the relay (clock, metrics)
    * @param sender transport write side
    */
@@ -140,6 +141,7 @@ export class ClientWriter {
     this.#core = core;
     this.#sender = sender;
     this.#framing = sender.framing;
+    this.#gen = client.gen;
   }
 
   /**
@@ -158,9 +160,8 @@ export class ClientWriter {
   ): boolean {
     const q = this.#packets;
     const n = end - start;
-    const client = this.#client;
-    const gen = client.gen;
-    if (client.state !== "active" || q.frames >= QUEUE_DEPTH || q.len >= QUEUE_MAX_BYTES) return false;
+    const gen = this.#gen;
+    if (this.#client.state !== "active" || q.frames >= QUEUE_DEPTH || q.len >= QUEUE_MAX_BYTES) return false;
     if (!gen.datagramFits(n, segmentSize)) return false;
     const headerLen = gen.datagramHeaderLen(segmentSize);
     const payloadLen = headerLen + n;
@@ -213,7 +214,7 @@ export class ClientWriter {
   enqueueMsg(msg: WireMsg): boolean {
     const q = this.#control;
     if (this.#client.state === "closed" || q.frames >= QUEUE_DEPTH || q.len >= CONTROL_QUEUE_MAX_BYTES) return false;
-    const gen = this.#client.gen;
+    const gen = this.#gen;
     const payloadLen = gen.payloadLen(msg);
     const framing = this.#framing;
     const off = q.reserve(framing.prefixLen(payloadLen) + payloadLen);
