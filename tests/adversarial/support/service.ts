@@ -371,6 +371,8 @@ export function serviceToml(o: TomlOptions = {}): string {
     'http_bind_addr = "127.0.0.1:0"',
     "enable_metrics = true",
     'metrics_bind_addr = "127.0.0.1:0"',
+    // UDP 3478 is shared with whatever else runs on the machine; no attack here is on STUN.
+    "enable_stun = false",
     o.top ?? "",
     "[log]",
     'level = "info"',
