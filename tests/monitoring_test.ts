@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { withTimeout } from "./support/relay_scope.ts";
+import { MainProcess } from "./support/main_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const OM_ACCEPT = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75," +
@@ -119,38 +119,17 @@ async function scrapeMain(): Promise<{ prom: Response; promText: string; om: Res
     'http_bind_addr = "127.0.0.1:0"\nmetrics_bind_addr = "127.0.0.1:0"\nstun_bind_addr = "127.0.0.1:0"\n' +
       `[imap]\nbind_addr = "127.0.0.1:0"\n[mailbox]\nserver_names = ["relay.example"]\ndata_dir = "${dir}/mailbox"\n`,
   );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${ROOT}main.ts`, "--config", `${dir}/r.toml`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let log = "";
+  const main = new MainProcess(["--config", `${dir}/r.toml`]);
   try {
-    const url = await withTimeout(
-      (async () => {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) throw new Error(`main.ts exited: ${log}`);
-          log += value;
-          const m = /metrics on (http:\/\/\S+)/.exec(log);
-          if (m && /running/.test(log)) return m[1]!;
-        }
-      })(),
-      20_000,
-      "main.ts to serve metrics",
-    );
+    const url = (await main.waitFor(/metrics on (http:\/\/\S+)/))[1]!;
+    await main.waitFor(/running/);
     const prom = await fetch(url);
     const promText = await prom.text();
     const om = await fetch(url, { headers: { Accept: OM_ACCEPT } });
     const omText = await om.text();
     return { prom, promText, om, omText };
   } finally {
-    child.kill("SIGTERM");
-    await child.status;
-    await reader.cancel().catch(() => {});
+    await main.stop();
     await Deno.remove(dir, { recursive: true });
   }
 }
@@ -268,43 +247,14 @@ Deno.test({
       `${dir}/r.toml`,
       `http_bind_addr = "127.0.0.1:${port}"\nmetrics_bind_addr = "127.0.0.1:0"\nenable_stun = false\n`,
     );
-    const child = new Deno.Command("prlimit", {
-      args: ["--nofile=48:48", Deno.execPath(), "run", "-A", `${ROOT}main.ts`, "--config", `${dir}/r.toml`],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let log = "";
+    const main = new MainProcess(["--config", `${dir}/r.toml`], ["prlimit", "--nofile=48:48"]);
     const conns: Deno.Conn[] = [];
     try {
-      const url = await withTimeout(
-        (async () => {
-          for (;;) {
-            const { value, done } = await reader.read();
-            if (done) throw new Error(`main.ts exited: ${log}`);
-            log += value;
-            const m = /metrics on (http:\/\/\S+)/.exec(log);
-            if (m && /running/.test(log)) return m[1]!;
-          }
-        })(),
-        20_000,
-        "main.ts to start",
-      );
+      const url = (await main.waitFor(/metrics on (http:\/\/\S+)/))[1]!;
+      await main.waitFor(/running/);
       // More connections than descriptors: the kernel queues them, the relay's accepts fail.
       for (let i = 0; i < 80; i++) conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
-      await withTimeout(
-        (async () => {
-          while (!/accept failed: Too many open files/.test(log)) {
-            const { value, done } = await reader.read();
-            if (done) throw new Error(`main.ts exited: ${log}`);
-            log += value;
-          }
-        })(),
-        10_000,
-        "an accept to fail",
-      );
+      await main.waitFor(/accept failed: Too many open files/, 0, 10_000);
       for (const c of conns.splice(0)) c.close();
       // Freed descriptors first go to connections still queued; retry the scrape a bounded number of times.
       let text = "";
@@ -313,12 +263,10 @@ Deno.test({
         if (!text) await new Promise((r) => setTimeout(r, 100));
       }
       const errors = Number(/^relayserver_accept_errors_total (\d+)$/m.exec(text)?.[1]);
-      assert.ok(errors > 0, `accept errors ${errors}\n${log}`);
+      assert.ok(errors > 0, `accept errors ${errors}\n${main.log}`);
     } finally {
       for (const c of conns) c.close();
-      child.kill("SIGTERM");
-      await child.status;
-      await reader.cancel().catch(() => {});
+      await main.stop();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { verifyPassword } from "../imap_metadata/mod.ts";
-import { withTimeout } from "./support/relay_scope.ts";
+import { MainProcess } from "./support/main_process.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const MAIN = `${ROOT}main.ts`;
@@ -254,35 +254,13 @@ Deno.test("the start line says which relay URL to give clients", async () => {
   await withFiles(
     { "r.toml": 'http_bind_addr = "127.0.0.1:0"\nenable_metrics = false\nenable_stun = false\n' },
     async (dir) => {
-      const child = new Deno.Command(DENO, {
-        args: ["run", "-A", MAIN, "--dev", "--config", `${dir}/r.toml`],
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-        env: { NO_COLOR: "1" },
-      }).spawn();
-      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let text = "";
+      const main = new MainProcess(["--dev", "--config", `${dir}/r.toml`]);
       try {
-        const line = await withTimeout(
-          (async () => {
-            for (;;) {
-              const { value, done } = await reader.read();
-              if (done) throw new Error(`exited: ${text}`);
-              text += value;
-              const m = /running \(dev mode\); relay URL for clients: (\S+)/.exec(text);
-              if (m) return m[1]!;
-            }
-          })(),
-          20_000,
-          "the start line",
-        );
-        const port = /relay listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(text)![1];
+        const line = (await main.waitFor(/running \(dev mode\); relay URL for clients: (\S+)/))[1]!;
+        const port = /relay listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(main.log)![1];
         assert.equal(line, `http://127.0.0.1:${port}/`);
       } finally {
-        child.kill("SIGTERM");
-        await child.status;
-        await reader.cancel().catch(() => {});
+        await main.stop();
       }
     },
   );

@@ -16,10 +16,15 @@ export class MainProcess {
   #text = "";
   #waiters: (() => void)[] = [];
 
-  /** @param args arguments after `main.ts` */
-  constructor(args: string[]) {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", MAIN, ...args],
+  /**
+   * @param args arguments after `main.ts`
+   * @param wrapper a command that runs deno (e.g. `["prlimit", "--nofile=48:48"]`)
+   */
+  constructor(args: string[], wrapper: string[] = []) {
+    const deno = [Deno.execPath(), "run", "-A", MAIN, ...args];
+    const [cmd, ...rest] = [...wrapper, ...deno];
+    const child = new Deno.Command(cmd!, {
+      args: rest,
       stdin: "null",
       stdout: "null",
       stderr: "piped",
